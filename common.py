@@ -1,0 +1,673 @@
+"""
+What every stage script shares: the config CLI, device and torchrun/DDP setup,
+checkpoints, the learning-rate schedule, progress lines, metrics and plots, and
+the readers for the data contracts (token streams, JSONL files).
+"""
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import os
+import sys
+import textwrap
+import time
+import typing
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def repo_path(*parts):
+    """A path inside this repository, whatever the working directory (for defaults)."""
+    return os.path.join(ROOT, *parts)
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a flag): printed as one clear line, exit status 1."""
+
+
+def run_main(main):
+    """Run a script's main(); a UserError becomes 'error: ...' on stderr and exit 1, not a traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- config and CLI
+
+
+def field_docs(cls):
+    """The trailing '# comment' of each field in a dataclass's source: its help text."""
+    docs = {}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    lines = source.splitlines()
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.lineno - 1]
+            if "#" in line[node.end_col_offset:]:
+                docs[node.target.id] = line[node.end_col_offset:].split("#", 1)[1].strip()
+    return docs
+
+
+def parse_value(text, type_, key):
+    """A CLI string to the field's type: int, float, bool, str, or Optional of those."""
+    if typing.get_origin(type_) is typing.Union:  # Optional[X]
+        if text.lower() in ("none", "null", ""):
+            return None
+        type_ = next(t for t in typing.get_args(type_) if t is not type(None))
+    try:
+        if type_ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if type_ is int:
+            return int(float(text)) if "e" in text.lower() and float(text).is_integer() else int(text)
+        return type_(text)
+    except ValueError:
+        raise UserError(f"--{key}={text}: expected {getattr(type_, '__name__', type_)}") from None
+
+
+def read_preset(path):
+    """A preset file: lines 'key = value' (the same syntax as --key=value), '#' comments."""
+    if not os.path.exists(path) and os.path.exists(repo_path(path)):
+        path = repo_path(path)
+    if not os.path.isfile(path):
+        raise UserError(f"--config={path}: no such file")
+    pairs = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if "=" not in line:
+                raise UserError(f"{path}:{n}: expected 'key = value', got {line!r}")
+            key, value = (s.strip() for s in line.split("=", 1))
+            pairs.append((key, value.strip("\"'"), f"{path}:{n}"))
+    return pairs
+
+
+def parse_config(cls, argv=None, description=None):
+    """Build a config dataclass from --key=value arguments (and --config=PRESET files).
+
+    Values are typed from the fields; later arguments win over earlier ones and
+    over presets; --help lists every field with its default and doc comment."""
+    argv = sys.argv[1:] if argv is None else argv
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    if any(a in ("-h", "--help") for a in argv):
+        print(config_help(cls, description))
+        sys.exit(0)
+    pairs = []
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise UserError(f"unexpected argument {arg!r}: arguments look like --key=value (see --help)")
+        key, value = arg[2:].split("=", 1)
+        if key == "config":
+            pairs += read_preset(value)
+        else:
+            pairs.append((key, value, arg))
+    values = {}
+    for key, value, where in pairs:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
+            raise UserError(f"{where}: unknown option --{key}{hint}")
+        values[key] = parse_value(value, hints[key], key)
+    return cls(**values)
+
+
+def config_help(cls, description=None):
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    lines = [description.strip(), ""] if description else []
+    lines.append("options (--key=value; --config=FILE loads a preset of 'key = value' lines):")
+    for f in dataclasses.fields(cls):
+        type_ = hints[f.name]
+        if typing.get_origin(type_) is typing.Union:
+            type_name = " or ".join("None" if t is type(None) else t.__name__ for t in typing.get_args(type_))
+        else:
+            type_name = type_.__name__
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  --{f.name}={default}  ({type_name})  {docs.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- devices and DDP
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, its rank among torchrun's processes, and mixed precision."""
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    bf16: bool = False
+
+    @property
+    def is_master(self):
+        return self.rank == 0
+
+    @property
+    def ddp(self):
+        return self.world_size > 1
+
+    def autocast(self):
+        """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full fp32 elsewhere."""
+        if self.bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def print(self, *args, **kwargs):
+        if self.is_master:
+            print(*args, **kwargs, flush=True)
+
+    def all_reduce_mean(self, value):
+        """Mean of a number over all processes (for logging)."""
+        if not self.ddp:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.item() / self.world_size
+
+
+def setup_runtime(device="auto", dtype="auto"):
+    """Pick the device (cuda > mps > cpu) and join torchrun's process group if launched by it
+    (nccl on GPU, gloo on CPU). Under plain `python` this is a single process."""
+    rank, local_rank, world_size = (int(os.environ.get(k, d)) for k, d in
+                                    (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else \
+            "mps" if torch.backends.mps.is_available() else "cpu"
+    if device == "cuda" and world_size > 1:
+        device = f"cuda:{local_rank}"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for whatever stays in fp32
+        torch.backends.cudnn.allow_tf32 = True
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dtype not in ("auto", "bfloat16", "float32"):
+        raise UserError(f"--dtype={dtype}: expected auto, bfloat16 or float32")
+    bf16 = device.type == "cuda" and dtype != "float32" and torch.cuda.is_bf16_supported()
+    return Runtime(device, rank, local_rank, world_size, bf16)
+
+
+def seed_step(seed, step, rank=0):
+    """Re-seed torch's RNG (dropout, sampling) from (seed, step, rank) at every step: the random
+    numbers of a step then never depend on history, so a resumed run draws exactly what an
+    uninterrupted one would, with no RNG state to save."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
+
+
+def batch_indices(seed, step, n_examples, batch_size):
+    """Example indices of a step's global batch: a pure function of (seed, step). Examples are
+    visited in a fresh random order each epoch; step s takes the next batch_size of them."""
+    start = step * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_examples)
+        order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+        out.extend(order[offset:offset + batch_size - len(out)].tolist())
+    return out
+
+
+def rank_slice(items, rt):
+    """This process's share of a global batch (DDP): rank r takes the r-th contiguous slice."""
+    if len(items) % rt.world_size:
+        raise UserError(f"global batch of {len(items)} does not split over {rt.world_size} processes")
+    n = len(items) // rt.world_size
+    return items[rt.rank * n:(rt.rank + 1) * n]
+
+
+def grad_accum_steps(batch_size, micro_batch_size, rt):
+    """Micro-steps per optimizer step so that the global batch stays batch_size whatever the
+    number of processes (a 2-process run then matches a 1-process run step for step)."""
+    per_rank, rest = divmod(batch_size, rt.world_size)
+    if rest or per_rank % micro_batch_size:
+        raise UserError(f"batch_size={batch_size} must be a multiple of micro_batch_size={micro_batch_size} "
+                        f"x {rt.world_size} processes")
+    return per_rank // micro_batch_size
+
+
+_peak_flops_cache = {}
+
+
+def measure_peak_flops(device, dtype=torch.float32, n=1024, seconds=0.5):
+    """The device's achievable matmul FLOP/s, measured with square n x n matmuls: the
+    denominator of MFU when the hardware's datasheet peak is not known."""
+    key = (str(device), dtype)
+    if key not in _peak_flops_cache:
+        if device.type == "cuda":
+            n = 8192
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b  # warm-up
+        sync(device)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            count += 1
+            sync(device)
+        _peak_flops_cache[key] = 2 * n ** 3 * count / (time.perf_counter() - t0)
+    return _peak_flops_cache[key]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path, state):
+    """Write atomically: to a temp file in the same folder, then rename over the old one, so a
+    crash mid-write leaves the previous checkpoint intact (rename is atomic on POSIX)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def checkpoint_path(init_from):
+    """'out/sft' -> 'out/sft/ckpt.pt'; a path to a .pt file stays as it is."""
+    return os.path.join(init_from, "ckpt.pt") if os.path.isdir(init_from) or not init_from.endswith(".pt") \
+        else init_from
+
+
+def load_checkpoint(path, hint=""):
+    """Load a checkpoint with torch.load(weights_only=True): tensors and plain data only, never
+    code (a pickle that would run code on load is refused)."""
+    path = checkpoint_path(path)
+    if not os.path.exists(path):
+        raise UserError(f"no checkpoint at {path}" + (f"; {hint}" if hint else ""))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "Unpickler" in type(e).__name__:
+            raise UserError(f"{path} holds objects other than tensors and plain data; refusing to load it "
+                            f"(torch.load weights_only=True)") from None
+        raise UserError(f"{path} is truncated or corrupt ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
+        raise UserError(f"{path} is not a checkpoint of this project (expected keys model, model_config, "
+                        f"tokenizer)")
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- LR schedule
+
+
+def lr_at(step, max_lr, warmup_steps, total_steps, min_lr):
+    """Linear warmup from 0 to max_lr, then cosine decay to min_lr at total_steps (GPT-3, Chinchilla)."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+# ----------------------------------------------------------------------------- progress, metrics, plots
+
+
+class Progress:
+    """Throughput, MFU and ETA for progress lines; the first steps are excluded from the rate
+    (warm-up, torch.compile)."""
+
+    def __init__(self, total_steps, start_step=0, skip=1):
+        self.total, self.start, self.skip = total_steps, start_step, skip
+        self.t0 = self.last = time.perf_counter()
+        self.steps_timed, self.time_timed = 0, 0.0
+
+    def step(self, step):
+        """Call after each step; returns seconds the step took."""
+        now = time.perf_counter()
+        dt, self.last = now - self.last, now
+        if step - self.start >= self.skip:
+            self.steps_timed += 1
+            self.time_timed += dt
+        return dt
+
+    def seconds_per_step(self):
+        return self.time_timed / self.steps_timed if self.steps_timed else float("nan")
+
+    def eta(self, step):
+        remaining = (self.total - step - 1) * self.seconds_per_step()
+        return format_seconds(remaining)
+
+    def elapsed(self):
+        return time.perf_counter() - self.t0
+
+
+def format_seconds(s):
+    if s != s:  # nan
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class MetricsLog:
+    """Appends one JSON object per line to out_dir/metrics.jsonl and draws curves from it."""
+
+    def __init__(self, out_dir, enabled=True, resume_step=None):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.out_dir, self.enabled = out_dir, enabled
+        if not enabled:
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        if resume_step is None:
+            open(self.path, "w").close()
+        elif os.path.exists(self.path):
+            # a killed run may have logged past its last checkpoint: drop those rows, they happen again
+            rows = [r for r in self.rows() if r.get("step", 0) <= resume_step]
+            with open(self.path, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def log(self, **row):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({k: v for k, v in row.items() if v is not None}) + "\n")
+
+    def rows(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def plot(self, filename, panels, x="step", title=None):
+        """Draw each panel {title: [metric names]} as curves against x; one PNG in out_dir."""
+        if not self.enabled:
+            return None
+        return plot_series(os.path.join(self.out_dir, filename), self.rows(), panels, x, title)
+
+
+def plot_series(path, rows, panels, x="step", title=None):
+    import matplotlib
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (panel, names) in zip(axes[0], panels.items()):
+        for name in names:
+            points = [(r[x], r[name]) for r in rows if name in r and x in r]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, label=name, marker="o" if len(points) < 30 else None, markersize=3)
+        ax.set_title(panel)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- data files
+
+
+def read_jsonl(path):
+    """(line number, object) for each non-empty line; invalid JSON is a UserError naming the line."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+    if not rows:
+        raise UserError(f"{path}: the file has no rows")
+    return rows
+
+
+def write_jsonl(path, rows):
+    """Write rows atomically (temp file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def token_dtype(n_vocab):
+    return np.uint16 if n_vocab <= 2 ** 16 else np.uint32
+
+
+class TokenWriter:
+    """Writes a token stream (.bin of uint16/uint32) chunk by chunk; the file appears under its
+    final name only when close() succeeds."""
+
+    def __init__(self, path, n_vocab):
+        self.path, self.dtype, self.count = path, token_dtype(n_vocab), 0
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.file = open(path + ".tmp", "wb")
+
+    def write(self, ids):
+        arr = np.asarray(ids, dtype=self.dtype)
+        self.file.write(arr.tobytes())
+        self.count += arr.size
+
+    def close(self):
+        self.file.close()
+        os.replace(self.path + ".tmp", self.path)
+        return self.count
+
+    def abort(self):
+        self.file.close()
+        os.remove(self.path + ".tmp")
+
+
+def write_token_streams(out_dir, tokenizer, splits, extra_meta=None):
+    """Write {split: ids} as out_dir/<split>.bin and out_dir/meta.json (the token-stream contract)."""
+    counts = {}
+    for split, ids in splits.items():
+        writer = TokenWriter(os.path.join(out_dir, f"{split}.bin"), tokenizer.n_vocab)
+        writer.write(ids)
+        counts[split] = writer.close()
+    write_meta(out_dir, tokenizer, counts, extra_meta)
+
+
+def write_meta(out_dir, tokenizer, counts, extra_meta=None):
+    meta = {"tokenizer": tokenizer.spec, "vocab_size": tokenizer.n_vocab,
+            "dtype": np.dtype(token_dtype(tokenizer.n_vocab)).name,
+            **{f"{split}_tokens": int(n) for split, n in counts.items()}, **(extra_meta or {})}
+    tmp = os.path.join(out_dir, "meta.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(meta, f)
+    os.replace(tmp, os.path.join(out_dir, "meta.json"))
+
+
+def read_meta(data_dir):
+    path = os.path.join(data_dir, "meta.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: missing; run the dataset's prepare.py first")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        assert isinstance(meta, dict) and isinstance(meta["tokenizer"], dict) and meta["dtype"] in ("uint16", "uint32")
+    except (json.JSONDecodeError, AssertionError, KeyError, TypeError):
+        raise UserError(f"{path}: malformed; expected JSON with 'tokenizer' (a spec), 'dtype' (uint16 or uint32) "
+                        f"and token counts. Re-run the dataset's prepare.py") from None
+    return meta
+
+
+def open_token_stream(data_dir, split, meta):
+    """np.memmap over data_dir/<split>.bin, checked against the counts in meta.json."""
+    path = os.path.join(data_dir, f"{split}.bin")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: missing; run the dataset's prepare.py first")
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    size = os.path.getsize(path)
+    expected = meta.get(f"{split}_tokens")
+    if size == 0:
+        raise UserError(f"{path}: empty file")
+    if size % itemsize or (expected is not None and size != expected * itemsize):
+        raise UserError(f"{path}: {size} bytes, but meta.json says {expected} {meta['dtype']} tokens "
+                        f"({expected * itemsize if expected is not None else '?'} bytes): truncated or from another "
+                        f"run; re-run the dataset's prepare.py")
+    return np.memmap(path, dtype=meta["dtype"], mode="r")
+
+
+# ----------------------------------------------------------------------------- models in and out
+
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+def is_hf_source(init_from):
+    return init_from in GPT2_NAMES or os.path.isfile(os.path.join(init_from, "config.json"))
+
+
+def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint=""):
+    """A model and its tokenizer from a checkpoint (out/<run> or a .pt file) or from GPT-2
+    weights in Hugging Face format. Returns (model, tokenizer, checkpoint dict or None).
+
+    scalar_head=True adds a freshly initialised scalar head when the source has none (a reward
+    model starting from an SFT model); dropout overrides the stored rate."""
+    from model import GPT, config_from_dict, resize_vocab
+    from tokenizer import Tokenizer, padded_vocab_size
+
+    if is_hf_source(init_from):
+        tokenizer = Tokenizer({"kind": "gpt2"})
+        model = GPT.from_pretrained(init_from, dropout=dropout or 0.0)
+        # room for the chat special tokens after GPT-2's 50,257 (new rows: the mean embedding)
+        resize_vocab(model, padded_vocab_size(tokenizer.n_vocab))
+        ckpt = None
+    else:
+        ckpt = load_checkpoint(init_from, hint)
+        tokenizer = Tokenizer(ckpt["tokenizer"])
+        config = config_from_dict(ckpt["model_config"])
+        model = GPT(config)
+        model.load_state_dict(ckpt["model"])
+    if dropout is not None:
+        set_dropout(model, dropout)
+    if scalar_head and model.scalar_head is None:
+        model.add_scalar_head()
+    return model.to(device), tokenizer, ckpt
+
+
+def set_dropout(model, p):
+    model.config.dropout = p
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = p
+        if hasattr(m, "dropout") and isinstance(m.dropout, float):
+            m.dropout = p
+
+
+def checkpoint_state(model, tokenizer, stage, step, config, metrics=None, optimizer=None, **extra):
+    """The checkpoint contract: weights, model config, tokenizer spec, run config, stage, step,
+    last metrics, and (for resume) the optimizer state. Plain data only, for weights_only loading."""
+    state = {
+        "stage": stage, "step": step, "model": model.state_dict(),
+        "model_config": dataclasses.asdict(model.config), "tokenizer": tokenizer.spec,
+        "config": dataclasses.asdict(config), "metrics": metrics or {},
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    state.update(extra)
+    return state
+
+
+def check_same_tokenizer(spec_a, spec_b, what_a, what_b):
+    if spec_a != spec_b:
+        def describe(s):
+            return s.get("kind") + (f" ({len(s['merges']) + 256} tokens)" if "merges" in s else "")
+        raise UserError(f"vocabulary mismatch: {what_a} uses the {describe(spec_a)} tokenizer but {what_b} uses "
+                        f"{describe(spec_b)}; prepare the data with the model's tokenizer")
+
+
+# ----------------------------------------------------------------------------- dataset converters
+
+
+def download_file(url, path, chunk_size=1 << 20):
+    """Download url to path with a progress line; the file appears only once complete."""
+    import urllib.request
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(chunk_size):
+                f.write(chunk)
+                done += len(chunk)
+                print(f"\r  {os.path.basename(path)}: {done / 1e6:.1f}"
+                      + (f" / {total / 1e6:.1f} MB" if total else " MB"), end="", flush=True)
+        print()
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"could not download {url} ({e}); download it by hand and pass its path instead") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class ConversionReport:
+    """Counts the rows a converter keeps and skips; remembers the first few problems with their
+    line numbers, so a user sees what was wrong without scrolling through thousands of lines."""
+
+    def __init__(self, source, show=5):
+        self.source, self.show = source, show
+        self.kept, self.skipped, self.problems = 0, Counter(), []
+
+    def skip(self, line, reason):
+        self.skipped[reason.split(":")[0]] += 1
+        if len(self.problems) < self.show:
+            self.problems.append(f"{self.source}:{line}: {reason}")
+
+    def keep(self):
+        self.kept += 1
+
+    def summary(self):
+        lines = [f"{self.source}: kept {self.kept} rows, skipped {sum(self.skipped.values())}"]
+        lines += [f"  {n} x {reason}" for reason, n in self.skipped.most_common()]
+        if self.problems:
+            lines.append("  first problems:")
+            lines += [f"    {p}" for p in self.problems]
+        return "\n".join(lines)
+
+    def check(self):
+        """Raise if nothing valid was found (an empty output is never a success)."""
+        if self.kept == 0:
+            raise UserError(f"{self.source}: no valid row\n{self.summary()}")
