@@ -1,5 +1,4 @@
 """common.py: config CLI, checkpoints, schedule, batches, metrics, token streams."""
-import json
 import math
 import os
 from dataclasses import dataclass

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from model import GPT, GPTConfig, KVCache, estimate_mfu, generate, sample_next, token_logprobs
 
