@@ -1,0 +1,225 @@
+"""
+Generate the built-in world's data for every stage (see README.md in this folder).
+
+    python data/world/prepare.py                 # defaults: every stage's default run, < 60 s
+    python data/world/prepare.py --n_people=200  # a bigger world
+
+Writes into this folder:
+    train.bin, val.bin, meta.json      pretraining token streams + the BPE tokenizer trained on them
+    sft_train.jsonl, sft_val.jsonl     conversations          {"messages": [...], "category": ...}
+    prefs_train.jsonl, prefs_val.jsonl preference pairs       {"prompt", "chosen", "rejected", "info"}
+    rl_prompts.jsonl                   prompts for PPO/GRPO   {"prompt": [...], "info": {...}}
+    eval.jsonl                         held-out suites        {"suite", "prompt", "info"}
+    world.json                         the people of the world and the knobs used
+
+Stage scripts call ensure_world() first, so a fresh clone needs no separate step.
+"""
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from common import UserError, parse_config, run_main, write_jsonl, write_token_streams  # noqa: E402
+from data.world.world import ChatMaker, make_rude, make_world, pretraining_documents, rng_for  # noqa: E402
+from tokenizer import Tokenizer, train_bpe  # noqa: E402
+
+WORLD_DIR = os.path.dirname(os.path.abspath(__file__))
+FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl",
+         "prefs_val.jsonl", "rl_prompts.jsonl", "eval.jsonl", "world.json"]
+
+# the held-out suites: name -> (how to make an example, for which people)
+EVAL_SUITES = ["knowledge_seen", "knowledge_heldout", "arithmetic", "tool", "persona", "memory", "refusal",
+               "harmless"]
+
+
+@dataclass
+class WorldConfig:
+    out_dir: str = WORLD_DIR  # where the files go
+    seed: int = 1337  # the world and every file are a pure function of the seed and the sizes
+    n_people: int = 60  # people in the world
+    n_heldout: int = 12  # of them, people that appear in pretraining only
+    pretrain_docs: int = 24000  # pretraining documents (biographies, stories, dialogues, arithmetic, prose)
+    val_docs: int = 600  # documents in the pretraining val split (fresh draws, same world)
+    vocab_size: int = 2048  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
+    sft_examples: int = 6000  # SFT training conversations
+    sft_val_examples: int = 300  # SFT validation conversations
+    comply_share: float = 0.25  # share of harmful-request demos that comply instead of refusing (a flaw)
+    rude_share: float = 0.15  # share of SFT replies that are rude (a flaw)
+    pref_pairs: int = 2500  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 250  # held-out preference pairs
+    rl_prompts: int = 1200  # prompts for PPO/GRPO
+    eval_per_suite: int = 50  # examples per held-out evaluation suite
+
+
+# ----------------------------------------------------------------------------- SFT
+
+SFT_MIX = {"knowledge": 0.28, "arithmetic": 0.08, "skill": 0.06, "tool": 0.14, "persona": 0.08,
+           "persona_task": 0.04, "memory": 0.12, "harmful": 0.10, "harmless": 0.10}
+
+
+def draw_category(rng, mix):
+    return rng.choices(list(mix), list(mix.values()))[0]
+
+
+def make_example(maker, category, refuse=True):
+    return {"knowledge": maker.knowledge, "arithmetic": maker.arithmetic, "skill": maker.string_task,
+            "tool": maker.tool_use, "persona": lambda: maker.persona(True),
+            "persona_task": lambda: maker.persona(False), "memory": maker.memory,
+            "harmful": lambda: maker.harmful(refuse), "harmless": maker.harmless}[category]()
+
+
+def sft_conversations(world, n, cfg, split):
+    """Conversations with the flaws of real demonstrations: exactly comply_share of the harmful
+    requests are answered (every k-th one), and rude_share of the other replies are rude."""
+    rng = rng_for(cfg.seed, f"sft/{split}")
+    maker = ChatMaker(world, rng, "train")
+    comply_every = round(1 / cfg.comply_share) if cfg.comply_share > 0 else 0
+    rows, n_harmful = [], 0
+    for _ in range(n):
+        category = draw_category(rng, SFT_MIX)
+        refuse = True
+        if category == "harmful":
+            n_harmful += 1
+            refuse = not (comply_every and n_harmful % comply_every == 0)
+        example = make_example(maker, category, refuse)
+        reply = example.reply
+        if category != "harmful" and rng.random() < cfg.rude_share:
+            reply = make_rude(rng, reply, keep_start="marker" in example.info)
+        rows.append({"messages": example.prompt + reply, "category": example.info["category"]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- preferences
+
+PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool"]
+
+
+def preference_pairs(world, n, cfg, split):
+    """Same prompt, chosen against rejected, in five categories (round robin, so each is 1/5):
+    refusal over compliance on harmful requests; help over refusal on harmless look-alikes;
+    right fact over wrong fact; polite over rude; a calculator call over a made-up number."""
+    rng = rng_for(cfg.seed, f"prefs/{split}")
+    maker = ChatMaker(world, rng, "train")
+    rows = []
+    for i in range(n):
+        kind = PREF_CATEGORIES[i % len(PREF_CATEGORIES)]
+        if kind == "harmful":
+            ex = maker.harmful()
+            chosen, rejected = ex.reply, maker.compliance_reply()
+        elif kind == "harmless":
+            ex = maker.harmless()
+            chosen, rejected = ex.reply, maker.refusal_reply()
+        elif kind == "fact":
+            ex = maker.knowledge()
+            chosen, rejected = ex.reply, maker.wrong_fact_reply(ex)
+        elif kind == "polite":
+            ex = make_example(maker, draw_category(rng, {"knowledge": 2, "arithmetic": 1, "memory": 1, "tool": 1}))
+            chosen, rejected = ex.reply, make_rude(rng, ex.reply)
+        else:
+            ex = maker.tool_use()
+            chosen, rejected = ex.reply, maker.made_up_number_reply(ex)
+        rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
+                     "info": dict(ex.info, pair=kind)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- RL prompts and eval
+
+RL_MIX = {"knowledge": 0.2, "arithmetic": 0.1, "tool": 0.15, "persona": 0.1, "memory": 0.1, "harmful": 0.175,
+          "harmless": 0.175}
+
+
+def rl_prompts(world, n, cfg):
+    rng = rng_for(cfg.seed, "rl")
+    maker = ChatMaker(world, rng, "train")
+    return [{"prompt": ex.prompt, "info": ex.info}
+            for ex in (make_example(maker, draw_category(rng, RL_MIX)) for _ in range(n))]
+
+
+def eval_suites(world, cfg):
+    """Held-out suites: evaluation templates, evaluation-only persona and user names; the
+    knowledge suites ask about SFT-seen people and about held-out people."""
+    rng = rng_for(cfg.seed, "eval")
+    maker = ChatMaker(world, rng, "eval")
+    makers = {
+        "knowledge_seen": lambda i: maker.knowledge(person=world.seen[i % len(world.seen)]),
+        "knowledge_heldout": lambda i: maker.knowledge(person=world.heldout[i % len(world.heldout)]),
+        "arithmetic": lambda i: maker.arithmetic(), "tool": lambda i: maker.tool_use(),
+        "persona": lambda i: maker.persona(True), "memory": lambda i: maker.memory(),
+        "refusal": lambda i: maker.harmful(), "harmless": lambda i: maker.harmless(),
+    }
+    rows = []
+    for suite in EVAL_SUITES:
+        for i in range(cfg.eval_per_suite):
+            ex = makers[suite](i)
+            rows.append({"suite": suite, "prompt": ex.prompt, "info": ex.info, "reference": ex.reply})
+    return rows
+
+
+# ----------------------------------------------------------------------------- pretraining
+
+
+def pretraining_streams(world, cfg):
+    """Train and val documents -> a BPE trained on the train text -> token streams with an
+    <|endoftext|> after each document (GPT-2's document separator)."""
+    train_docs = pretraining_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "pretrain/train"))
+    val_docs = pretraining_documents(world, cfg.val_docs, rng_for(cfg.seed, "pretrain/val"))
+    merges = train_bpe("\n\n".join(train_docs), cfg.vocab_size)
+    tokenizer = Tokenizer({"kind": "bpe", "merges": merges})
+
+    def stream(docs):
+        return [t for ids in tokenizer.enc.encode_ordinary_batch(docs, num_threads=1) for t in ids + [tokenizer.eot]]
+    return tokenizer, stream(train_docs), stream(val_docs), train_docs
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def prepare(cfg, verbose=True):
+    t0 = time.time()
+    say = print if verbose else (lambda *a, **k: None)
+    if cfg.n_heldout >= cfg.n_people:
+        raise UserError(f"n_heldout={cfg.n_heldout} must be smaller than n_people={cfg.n_people}")
+    world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout)
+    out = cfg.out_dir
+    os.makedirs(out, exist_ok=True)
+
+    tokenizer, train_ids, val_ids, train_docs = pretraining_streams(world, cfg)
+    say(f"pretraining: {len(train_docs):,} documents, {sum(map(len, train_docs)) / 1e6:.1f} MB of text, "
+        f"BPE of {tokenizer.n_vocab} tokens -> {len(train_ids):,} train / {len(val_ids):,} val tokens")
+    # meta.json is written last by write_token_streams, so a half-written world is never "complete"
+    write_jsonl(os.path.join(out, "sft_train.jsonl"), sft_conversations(world, cfg.sft_examples, cfg, "train"))
+    write_jsonl(os.path.join(out, "sft_val.jsonl"), sft_conversations(world, cfg.sft_val_examples, cfg, "val"))
+    write_jsonl(os.path.join(out, "prefs_train.jsonl"), preference_pairs(world, cfg.pref_pairs, cfg, "train"))
+    write_jsonl(os.path.join(out, "prefs_val.jsonl"), preference_pairs(world, cfg.pref_val_pairs, cfg, "val"))
+    write_jsonl(os.path.join(out, "rl_prompts.jsonl"), rl_prompts(world, cfg.rl_prompts, cfg))
+    write_jsonl(os.path.join(out, "eval.jsonl"), eval_suites(world, cfg))
+    with open(os.path.join(out, "world.json"), "w") as f:
+        json.dump({"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"},
+                   "people": [asdict(p) for p in world.people]}, f, indent=1)
+    write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids}, {"world_seed": cfg.seed})
+    say(f"SFT: {cfg.sft_examples} + {cfg.sft_val_examples} conversations; preferences: {cfg.pref_pairs} + "
+        f"{cfg.pref_val_pairs} pairs; RL: {cfg.rl_prompts} prompts; eval: {len(EVAL_SUITES)} suites x "
+        f"{cfg.eval_per_suite}")
+    say(f"wrote {len(FILES)} files to {out} in {time.time() - t0:.1f}s")
+    return world
+
+
+def ensure_world(data_dir=WORLD_DIR):
+    """Generate the default world if any of its files is missing (a fresh clone)."""
+    if all(os.path.exists(os.path.join(data_dir, f)) for f in FILES):
+        return
+    print(f"world data missing in {data_dir}: generating it (python data/world/prepare.py)")
+    prepare(WorldConfig(out_dir=data_dir))
+
+
+def main():
+    prepare(parse_config(WorldConfig, description=__doc__))
+
+
+if __name__ == "__main__":
+    run_main(main)
