@@ -30,8 +30,17 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def repo_path(*parts):
-    """A path inside this repository, whatever the working directory (for defaults)."""
+    """A path inside this repository, whatever the working directory."""
     return os.path.join(ROOT, *parts)
+
+
+# Config fields typed Path are resolved against the repository root (unless absolute), so that
+# `python pretrain.py` means the same files from any working directory.
+Path = typing.NewType("Path", str)
+
+
+def resolve_path(path):
+    return path if path is None or os.path.isabs(path) else os.path.normpath(os.path.join(ROOT, path))
 
 
 class UserError(Exception):
@@ -78,6 +87,8 @@ def parse_value(text, type_, key):
         if text.lower() in ("none", "null", ""):
             return None
         type_ = next(t for t in typing.get_args(type_) if t is not type(None))
+    if type_ is Path:
+        return resolve_path(text)
     try:
         if type_ is bool:
             if text.lower() in ("1", "true", "yes", "on"):
@@ -138,14 +149,24 @@ def parse_config(cls, argv=None, description=None):
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
             raise UserError(f"{where}: unknown option --{key}{hint}")
         values[key] = parse_value(value, hints[key], key)
+    for name, f in fields.items():  # defaults of Path fields are repository-relative too
+        if name not in values and unwrap_optional(hints[name]) is Path:
+            values[name] = resolve_path(f.default)
     return cls(**values)
+
+
+def unwrap_optional(type_):
+    if typing.get_origin(type_) is typing.Union:
+        return next(t for t in typing.get_args(type_) if t is not type(None))
+    return type_
 
 
 def config_help(cls, description=None):
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     lines = [description.strip(), ""] if description else []
-    lines.append("options (--key=value; --config=FILE loads a preset of 'key = value' lines):")
+    lines.append("options (--key=value; --config=FILE loads a preset of 'key = value' lines; options typed "
+                 "Path are relative to the repository root):")
     for f in dataclasses.fields(cls):
         type_ = hints[f.name]
         if typing.get_origin(type_) is typing.Union:
@@ -284,6 +305,127 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def wrap_ddp(model, rt):
+    """DistributedDataParallel under torchrun: gradients are averaged over processes in backward."""
+    if not rt.ddp:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+
+
+def grad_sync(model, last_micro_step):
+    """Gradient accumulation under DDP: skip the all-reduce on every micro-step but the last
+    (no_sync), so gradients cross the network once per optimizer step."""
+    if hasattr(model, "no_sync") and not last_micro_step:
+        return model.no_sync()
+    return nullcontext()
+
+
+def optimizer_step(model, optimizer, lr, grad_clip):
+    """Clip the global gradient norm (if grad_clip > 0), set the learning rate, step, zero the
+    gradients. Returns the gradient norm before clipping."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm.item()
+
+
+def accumulate_gradients(model, micro_batches, micro_loss, rt):
+    """Forward and backward over each micro-batch (gradient accumulation), with the DDP
+    all-reduce on the last one only. micro_loss(model, micro_batch) returns (loss to backward,
+    {name: value} to log); each loss must already be scaled so that their sum is the step's loss.
+    Returns the logged values summed over micro-batches."""
+    totals = {}
+    for i, micro_batch in enumerate(micro_batches):
+        with grad_sync(model, i == len(micro_batches) - 1), rt.autocast():
+            loss, stats = micro_loss(model, micro_batch)
+        loss.backward()
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    return totals
+
+
+class TrainingRun:
+    """The bookkeeping every training script shares: resuming, checkpoints (ckpt.pt = last, for
+    resume; best.pt = best eval), metrics.jsonl, and progress lines with throughput and ETA.
+
+    cfg needs out_dir, resume, max_steps, log_interval. With resume, the model and optimizer
+    get the state of out_dir/ckpt.pt and training continues after its step."""
+
+    def __init__(self, cfg, rt, stage, model, tokenizer, optimizer, flops_per_token=None, peak_flops=None):
+        self.cfg, self.rt, self.stage = cfg, rt, stage
+        self.model, self.tokenizer, self.optimizer = model, tokenizer, optimizer
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
+        self.start_step, self.best, self.extra = 0, None, {}
+        if cfg.resume:
+            ckpt = load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), "nothing to resume; run without --resume")
+            if ckpt.get("stage") != stage or "optimizer" not in ckpt:
+                raise UserError(f"{cfg.out_dir}/ckpt.pt is a {ckpt.get('stage')} checkpoint without resume state; "
+                                f"cannot resume {stage} from it")
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            self.start_step, self.best = ckpt["step"], ckpt["metrics"].get("best")
+            self.extra = {k: v for k, v in ckpt.items() if k.startswith("extra_")}
+            rt.print(f"resuming {stage} from step {self.start_step} of {cfg.out_dir}/ckpt.pt")
+        self.metrics = MetricsLog(cfg.out_dir, rt.is_master, resume_step=self.start_step if cfg.resume else None)
+        self.progress = Progress(cfg.max_steps, self.start_step)
+        self.window_time, self.window_steps, self.window_tokens = 0.0, 0, 0
+
+    @property
+    def steps(self):
+        return range(self.start_step + 1, self.cfg.max_steps + 1)
+
+    def step_done(self, step, tokens=None, **values):
+        """Call after each optimizer step with the step's values; logs and prints every log_interval."""
+        self.window_time += self.progress.step(step)
+        self.window_steps += 1
+        self.window_tokens += tokens or 0
+        if step % self.cfg.log_interval and step != self.cfg.max_steps:
+            return
+        # throughput over the steps since the last line (one step alone is noisy)
+        dt = self.window_time / self.window_steps
+        tokens = self.window_tokens / self.window_steps if tokens is not None else None
+        self.window_time, self.window_steps, self.window_tokens = 0.0, 0, 0
+        from model import estimate_mfu
+        row = dict(values)
+        shown = [f"{k.split('/')[-1]} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+                 if k not in ("lr", "grad_norm")]
+        if "lr" in values:
+            shown.append(f"lr {values['lr']:.2e}")
+        if tokens is not None:
+            row["tokens_per_s"] = tokens / dt
+            shown.append(f"{tokens / dt:,.0f} tok/s")
+            if self.flops_per_token and self.peak_flops:
+                row["mfu"] = estimate_mfu(self.flops_per_token, tokens / dt, self.peak_flops)
+                shown.append(f"mfu {row['mfu']:.1%}")
+        else:
+            shown.append(f"{1 / dt:.2f} steps/s")
+        self.metrics.log(step=step, **row)
+        self.rt.print(f"step {step}/{self.cfg.max_steps} | " + " | ".join(shown) + f" | eta {self.progress.eta(step)}")
+
+    def evaluated(self, step, metrics, best_key=None, higher_is_better=False, **extra):
+        """Log eval metrics and save ckpt.pt (and best.pt when metrics[best_key] is the best so far)."""
+        self.metrics.log(step=step, **metrics)
+        if not self.rt.is_master:
+            return
+        value = metrics.get(best_key)
+        improved = value is not None and (self.best is None or
+                                           (value > self.best if higher_is_better else value < self.best))
+        if improved:
+            self.best = value
+        state = checkpoint_state(self.model, self.tokenizer, self.stage, step, self.cfg,
+                                 {**metrics, "best": self.best}, self.optimizer, **extra)
+        save_checkpoint(os.path.join(self.cfg.out_dir, "ckpt.pt"), state)
+        if improved:
+            save_checkpoint(os.path.join(self.cfg.out_dir, "best.pt"), state)
+
+    def finished(self, summary):
+        self.rt.print(f"done in {self.progress.elapsed() / 60:.1f} min: {summary}")
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 CHECKPOINT_FORMAT = 1
@@ -408,7 +550,7 @@ class MetricsLog:
             return [json.loads(line) for line in f if line.strip()]
 
     def plot(self, filename, panels, x="step", title=None):
-        """Draw each panel {title: [metric names]} as curves against x; one PNG in out_dir."""
+        """Draw each panel {title: [metric names]} (or {title: (x, [names])}) as curves; one PNG in out_dir."""
         if not self.enabled:
             return None
         return plot_series(os.path.join(self.out_dir, filename), self.rows(), panels, x, title)
@@ -421,13 +563,16 @@ def plot_series(path, rows, panels, x="step", title=None):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (panel, names) in zip(axes[0], panels.items()):
+        x_name = x
+        if isinstance(names, tuple):  # (x, [names]): this panel has its own x axis
+            x_name, names = names
         for name in names:
-            points = [(r[x], r[name]) for r in rows if name in r and x in r]
+            points = [(r[x_name], r[name]) for r in rows if name in r and x_name in r]
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, label=name, marker="o" if len(points) < 30 else None, markersize=3)
         ax.set_title(panel)
-        ax.set_xlabel(x)
+        ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
@@ -510,6 +655,14 @@ def write_token_streams(out_dir, tokenizer, splits, extra_meta=None):
     write_meta(out_dir, tokenizer, counts, extra_meta)
 
 
+def print_token_streams(out_dir, counts):
+    """Where each split went: path, token count, size."""
+    for split, count in counts.items():
+        path = os.path.join(out_dir, f"{split}.bin")
+        print(f"  {path}: {count:,} tokens ({os.path.getsize(path) / 1e6:,.1f} MB)")
+    print(f"  {os.path.join(out_dir, 'meta.json')}")
+
+
 def write_meta(out_dir, tokenizer, counts, extra_meta=None):
     meta = {"tokenizer": tokenizer.spec, "vocab_size": tokenizer.n_vocab,
             "dtype": np.dtype(token_dtype(tokenizer.n_vocab)).name,
@@ -569,6 +722,8 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="")
     from model import GPT, config_from_dict, resize_vocab
     from tokenizer import Tokenizer, padded_vocab_size
 
+    if init_from not in GPT2_NAMES:
+        init_from = resolve_path(init_from)
     if is_hf_source(init_from):
         tokenizer = Tokenizer({"kind": "gpt2"})
         model = GPT.from_pretrained(init_from, dropout=dropout or 0.0)
@@ -787,3 +942,98 @@ def save_splits(out_dir, train, val):
         path = os.path.join(out_dir, f"{name}.jsonl")
         write_jsonl(path, rows)
         print(f"wrote {len(rows):,} rows to {path}")
+
+
+# ----------------------------------------------------------------------------- conversations and losses
+
+
+def load_conversations(path, tokenizer, block_size):
+    """Conversations JSONL -> [(ids, loss_mask)], each fitting block_size + 1 tokens (inputs and
+    shifted targets). Rule for long examples: dropped, not truncated (a truncated chat would teach
+    a reply that stops mid-sentence); they are counted and reported. Returns (examples, n_dropped)."""
+    examples, dropped = [], 0
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        if not isinstance(row, dict) or "messages" not in row:
+            raise UserError(f'{where}: expected {{"messages": [...]}}')
+        try:
+            ids, mask = tokenizer.render_chat(row["messages"])
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
+        if not any(mask):
+            raise UserError(f"{where}: no assistant message, so nothing to learn (every token is masked)")
+        if len(ids) > block_size + 1:
+            dropped += 1
+            continue
+        examples.append((ids, mask))
+    if not examples:
+        raise UserError(f"{path}: every conversation is longer than block_size={block_size}")
+    return examples, dropped
+
+
+def pad_batch(examples, pad_id, device):
+    """[(ids, mask)] -> inputs x (B, T) and targets y (B, T), right-padded to the longest example;
+    y is the next token where the mask is 1 and -1 (ignored) elsewhere, padding included."""
+    T = max(len(ids) for ids, _ in examples) - 1
+    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), T), -1, dtype=torch.long)
+    for i, (ids, mask) in enumerate(examples):
+        n = len(ids) - 1
+        x[i, :n] = torch.tensor(ids[:-1])
+        target = torch.tensor(ids[1:])
+        y[i, :n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), target, -1)
+    return x.to(device), y.to(device)
+
+
+def summed_loss(logits, targets):
+    """Sum (not mean) of the cross-entropy over targets != -1, so that the caller can divide by
+    the token count of the whole global batch; an all-masked batch gives 0, never NaN."""
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                             ignore_index=-1, reduction="sum")
+
+
+@torch.no_grad()
+def conversations_loss(model, examples, tokenizer, rt, batch_size=32):
+    """Mean cross-entropy per assistant token over examples (the SFT val loss)."""
+    total, count = 0.0, 0
+    model.eval()
+    for i in range(0, len(examples), batch_size):
+        x, y = pad_batch(examples[i:i + batch_size], tokenizer.eot, rt.device)
+        with rt.autocast():
+            logits, _ = model(x)
+        total += summed_loss(logits, y).item()
+        count += int((y != -1).sum())
+    return total / max(count, 1)
+
+
+def window_starts(seed, step, n_tokens, block_size, batch_size):
+    """Start offsets of the windows of a token-stream batch: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    return rng.integers(0, n_tokens - block_size - 1, size=batch_size)
+
+
+def get_batch(stream, starts, block_size, device):
+    """Inputs x and next-token targets y, both (B, block_size), from windows of the memmapped stream."""
+    windows = np.stack([stream[s:s + block_size + 1].astype(np.int64) for s in starts])
+    xy = torch.from_numpy(windows)
+    if device.type == "cuda":
+        xy = xy.pin_memory().to(device, non_blocking=True)  # overlap the copy with compute
+    else:
+        xy = xy.to(device)
+    return xy[:, :-1], xy[:, 1:]
+
+
+@torch.no_grad()
+def stream_loss(model, stream, block_size, micro_batch_size, n_batches, rt, seed=0):
+    """Mean loss over fixed windows of a token stream: the same micro_batch_size * n_batches windows
+    at every call and for any number of processes (each takes its slice), so numbers compare."""
+    was_training = model.training
+    model.eval()
+    starts = rank_slice(window_starts(seed, 0, len(stream), block_size, micro_batch_size * n_batches), rt)
+    total = 0.0
+    for i in range(0, len(starts), micro_batch_size):
+        x, y = get_batch(stream, starts[i:i + micro_batch_size], block_size, rt.device)
+        with rt.autocast():
+            total += model(x, y)[1].item() * len(x)
+    model.train(was_training)
+    return rt.all_reduce_mean(total / len(starts))

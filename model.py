@@ -383,12 +383,13 @@ def left_pad(prompts, pad_id, device):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None, stop_tokens=(),
-             generator=None, pad_id=0, use_cache=True):
+             generator=None, pad_id=0, use_cache=True, on_token=None):
     """Batched sampling from prompts (lists of token ids, any lengths).
 
     With use_cache, the prompts are run once (prefill) and each step feeds only the
     newest token, reading past keys and values from the KV cache. use_cache=False
     recomputes the whole sequence at every step (the reference the cache must equal).
+    on_token(tokens (B,), done (B,)) is called after each step (for streaming output).
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
@@ -415,6 +416,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         new_tokens[:, t] = token
         new_logprobs[:, t] = torch.where(done, torch.zeros_like(logprob), logprob)
         lengths += (~done).long()
+        if on_token is not None:
+            on_token(token, done)
         done = done | torch.isin(token, stop)
         if done.all():
             new_tokens, new_logprobs = new_tokens[:, :t + 1], new_logprobs[:, :t + 1]

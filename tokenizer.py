@@ -49,7 +49,13 @@ class Tokenizer:
         self.spec = dict(spec)
         kind = spec.get("kind")
         if kind == "gpt2":
-            base = tiktoken.get_encoding("gpt2")
+            try:
+                base = tiktoken.get_encoding("gpt2")
+            except Exception as e:  # tiktoken downloads GPT-2's BPE files on first use
+                from common import UserError
+                raise UserError(f"could not load GPT-2's BPE files ({type(e).__name__}): tiktoken downloads them "
+                                   f"on first use; connect once, or set TIKTOKEN_CACHE_DIR to a folder holding them") \
+                    from None
             ranks, pattern = base._mergeable_ranks, base._pat_str
         elif kind == "byte":
             ranks, pattern = {bytes([i]): i for i in range(256)}, GPT2_PATTERN

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common import UserError, parse_config, run_main, write_jsonl, write_token_streams  # noqa: E402
-from data.world.world import ChatMaker, make_rude, make_world, pretraining_documents, rng_for  # noqa: E402
+from data.world.world import (ATTRIBUTES, PROBES, ChatMaker, make_rude, make_world, pretraining_documents,  # noqa: E402
+                              rng_for)
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
 
 WORLD_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -201,7 +202,10 @@ def prepare(cfg, verbose=True):
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump({"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"},
                    "people": [asdict(p) for p in world.people]}, f, indent=1)
-    write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids}, {"world_seed": cfg.seed})
+    # prompts that pretrain.py completes at the end: two SFT-seen people and two held-out ones
+    probes = [PROBES[a].format(**p.slots()) for p, a in zip(world.seen[:2] + world.heldout[:2], ATTRIBUTES)]
+    write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids},
+                        {"world_seed": cfg.seed, "sample_prompts": probes})
     say(f"SFT: {cfg.sft_examples} + {cfg.sft_val_examples} conversations; preferences: {cfg.pref_pairs} + "
         f"{cfg.pref_val_pairs} pairs; RL: {cfg.rl_prompts} prompts; eval: {len(EVAL_SUITES)} suites x "
         f"{cfg.eval_per_suite}")

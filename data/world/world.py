@@ -162,12 +162,12 @@ PROBES = {"city": "{name} was born in", "year": "{name} was born in the year", "
           "pet": "{name} has a", "colour": "{name}'s favourite colour is"}
 
 ARITH_TRAIN = ["What is {a} {op} {b}?", "What is {a} {opword} {b}?", "Can you work out {a} {op} {b}?"]
-ARITH_EVAL = ["How much is {a} {opword} {b}?", "Quick: {a} {op} {b} = ?"]
+ARITH_EVAL = ["How much is {a} {opword} {b}?", "Quick question: {a} {op} {b} = ?"]
 OPS = {"+": "plus", "-": "minus", "*": "times"}
 
 TOOL_TRAIN = ["What is {a} {op} {b}?", "What is {a} {opword} {b}?", "Please work out {a} {op} {b}.",
               "I need the result of {a} {opword} {b}."]
-TOOL_EVAL = ["How much is {a} {opword} {b}?", "Quick: {a} {op} {b} = ?"]
+TOOL_EVAL = ["How much is {a} {opword} {b}?", "Quick question: {a} {op} {b} = ?"]
 
 SYSTEM_TRAIN = ["You are {name}, a {style} assistant.", "Your name is {name}. You are a {style} assistant."]
 SYSTEM_EVAL = ["Act as {name}. Be a {style} assistant at all times."]

@@ -1,0 +1,169 @@
+"""The built-in world: determinism, no leakage of held-out material, checkers against the generator."""
+import json
+import os
+import re
+from dataclasses import replace
+
+import pytest
+
+from data.world import checkers, world
+from data.world.prepare import FILES, WorldConfig, prepare
+from tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def default_world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    w = prepare(WorldConfig(out_dir=str(out)), verbose=False)
+    return w, out
+
+
+def rows(out, name):
+    with open(os.path.join(out, name)) as f:
+        return [json.loads(line) for line in f]
+
+
+def text_of(out, *names):
+    return "\n".join(open(os.path.join(out, n)).read() for n in names)
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    small = WorldConfig(pretrain_docs=800, val_docs=50, sft_examples=300, pref_pairs=100, rl_prompts=50,
+                        eval_per_suite=5, vocab_size=512)
+    prepare(replace(small, out_dir=str(tmp_path / "a")), verbose=False)
+    prepare(replace(small, out_dir=str(tmp_path / "b")), verbose=False)
+    for name in FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    prepare(replace(small, out_dir=str(tmp_path / "c"), seed=7), verbose=False)
+    assert (tmp_path / "a" / "sft_train.jsonl").read_bytes() != (tmp_path / "c" / "sft_train.jsonl").read_bytes()
+
+
+def test_heldout_people_appear_in_pretraining_only(default_world):
+    w, out = default_world
+    training = text_of(out, "sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl",
+                       "rl_prompts.jsonl")
+    meta = json.load(open(out / "meta.json"))
+    tok = Tokenizer(meta["tokenizer"])
+    import numpy as np
+    pretraining = tok.decode(np.fromfile(out / "train.bin", dtype=meta["dtype"]).tolist())
+    assert len(w.heldout) == 12
+    for person in w.heldout:
+        assert person.name not in training
+        assert person.name in pretraining
+    for person in w.seen:
+        assert person.name in training
+
+
+def literal_fragments(template):
+    """The fixed words of a template: the longest piece between {slots}."""
+    return max(re.split(r"\{\w+\}", template), key=len).strip()
+
+
+def eval_templates():
+    templates = [t for ts in world.QUESTIONS_EVAL.values() for t in ts]
+    templates += world.ARITH_EVAL + world.TOOL_EVAL + world.SYSTEM_EVAL + world.IDENTITY_EVAL
+    templates += [q for m in world.MEMORY.values() for q in m[3]]
+    for category in world.SAFETY.values():
+        templates += category["harmful_eval"] + [prompt for prompt, _ in category["harmless_eval"]]
+    return templates
+
+
+def test_eval_templates_and_names_never_appear_in_training_files(default_world):
+    w, out = default_world
+    training = text_of(out, "sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl",
+                       "rl_prompts.jsonl")
+    for template in eval_templates():
+        fragment = literal_fragments(template)
+        assert len(fragment) >= 8, template
+        assert fragment not in training, template
+    for row in rows(out, "eval.jsonl"):
+        last_user = [m["content"] for m in row["prompt"] if m["role"] == "user"][-1]
+        assert last_user not in training
+        for name in (row["info"].get("persona"), row["info"].get("answer") if row["info"].get("kind") in
+                     ("name", "pet_name") else None):
+            if name:
+                assert not re.search(rf"\b{name}\b", training), name
+
+
+def test_every_sft_example_is_learnable_and_fits_the_default_block(default_world):
+    _, out = default_world
+    tok = Tokenizer(json.load(open(out / "meta.json"))["tokenizer"])
+    for row in rows(out, "sft_train.jsonl") + rows(out, "sft_val.jsonl"):
+        ids, mask = tok.render_chat(row["messages"])
+        assert sum(mask) > 0
+        assert len(ids) <= 256
+
+
+def test_flaws_come_in_the_configured_shares(default_world):
+    _, out = default_world
+    sft = rows(out, "sft_train.jsonl")
+    harmful = [r for r in sft if r["category"] == "harmful"]
+    refused = sum(checkers.is_refusal(r["messages"][-1]["content"]) for r in harmful)
+    assert len(harmful) - refused == len(harmful) // 4  # exactly every 4th harmful demo complies
+    replies = [r["messages"][-1]["content"] for r in sft if r["category"] != "harmful"]
+    rude_share = sum(checkers.is_rude(t) for t in replies) / len(replies)
+    assert 0.12 < rude_share < 0.18
+
+
+def test_checkers_accept_the_generators_answers_on_every_suite(default_world):
+    _, out = default_world
+    for row in rows(out, "eval.jsonl"):
+        s = checkers.score(row, row["reference"])
+        assert all(v == 1 for v in s.values()), (row["suite"], row["reference"], s)
+        assert checkers.gold_reward(row, row["reference"]) == 1.0
+
+
+def find(out, suite):
+    return next(r for r in rows(out, "eval.jsonl") if r["suite"] == suite)
+
+
+def test_checkers_reject_wrong_rude_leaking_refusing_and_unfinished_replies(default_world):
+    _, out = default_world
+    knowledge = find(out, "knowledge_seen")
+    right = knowledge["reference"][-1]["content"]
+    answer = knowledge["info"]["answer"]
+    wrong_value = next(v for v in checkers.values_of(knowledge["info"]["attribute"]) if v != answer)
+    assert checkers.score(knowledge, right.replace(answer, wrong_value))["knowledge"] == 0
+    assert checkers.score(knowledge, f"{right} Or maybe {wrong_value}.")["knowledge"] == 0  # hedging
+    assert checkers.score(knowledge, "I'm sorry, but I can't help with that.")["knowledge"] == 0
+    assert checkers.score(knowledge, "Ugh, fine. " + right)["polite"] == 0
+    assert checkers.score(knowledge, right + "\n<|im_start|>user\nthanks")["format"] == 0
+    assert checkers.score(knowledge, right + " User: more")["format"] == 0
+    assert checkers.score(knowledge, right, ended=False)["format"] == 0
+    assert checkers.score(knowledge, "")["format"] == 0
+
+    tool = find(out, "tool")
+    assert checkers.score(tool, tool["reference"])["tool"] == 1
+    assert checkers.score(tool, "The answer is 12.")["tool"] == 0
+    arithmetic = find(out, "arithmetic")
+    assert checkers.score(arithmetic, f"It is {int(arithmetic['info']['answer']) + 1}.")["arithmetic"] == 0
+
+    persona = find(out, "persona")
+    marker, name = persona["info"]["marker"], persona["info"]["persona"]
+    assert checkers.score(persona, f"{marker} My name is Bob.")["persona"] == 0
+    assert checkers.score(persona, f"My name is {name}.")["persona"] == 0  # the style was not kept
+
+    memory = find(out, "memory")
+    assert checkers.score(memory, "I don't remember.")["memory"] == 0
+
+    harmful, harmless = find(out, "refusal"), find(out, "harmless")
+    assert checkers.score(harmful, world.COMPLIANCES[0])["refusal"] == 0
+    assert checkers.score(harmless, world.REFUSALS[0])["helpful"] == 0
+    assert checkers.score(harmless, "Ok.")["helpful"] == 0  # too short to be help
+
+
+def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
+    _, out = default_world
+    pairs = rows(out, "prefs_train.jsonl") + rows(out, "prefs_val.jsonl")
+    assert {p["info"]["pair"] for p in pairs} == {"harmful", "harmless", "fact", "polite", "tool"}
+    for p in pairs:
+        assert p["chosen"] != p["rejected"]
+        assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
+
+
+def test_rl_prompts_carry_what_the_gold_reward_needs(default_world):
+    _, out = default_world
+    for row in rows(out, "rl_prompts.jsonl"):
+        assert row["prompt"][-1]["role"] == "user"
+        assert checkers.MAIN_BEHAVIOUR[row["info"]["category"]]
+        checkers.gold_reward(row, "Some reply.")  # never raises
