@@ -195,7 +195,7 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
         budgets = [max_new_tokens - sum(replies[i].action_mask) for i in active]
         out = generate(model, [prompts[i] + replies[i].tokens for i in active], max(budgets), temperature, top_k,
                        top_p, stop_tokens=[tokenizer.im_end, tokenizer.eot], generator=generator,
-                       pad_id=tokenizer.eot, on_token=on_token)
+                       pad_id=tokenizer.eot, on_token=on_token, vocab_size=tokenizer.n_vocab)
         still_active = []
         for row, (i, budget) in enumerate(zip(active, budgets)):
             n = min(int(out.lengths[row]), budget)

@@ -217,9 +217,11 @@ class Runtime:
         return t.item() / self.world_size
 
 
-def setup_runtime(device="auto", dtype="auto"):
+def setup_runtime(device="auto", dtype="auto", seed=None):
     """Pick the device (cuda > mps > cpu) and join torchrun's process group if launched by it
-    (nccl on GPU, gloo on CPU). Under plain `python` this is a single process."""
+    (nccl on GPU, gloo on CPU). Under plain `python` this is a single process. With a seed,
+    torch's RNG is seeded per rank (seed + rank): whatever a script initialises before training
+    (a new reward head, say) is then reproducible; DDP copies rank 0's weights to every rank."""
     rank, local_rank, world_size = (int(os.environ.get(k, d)) for k, d in
                                     (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
     if device == "auto":
@@ -237,26 +239,42 @@ def setup_runtime(device="auto", dtype="auto"):
     if dtype not in ("auto", "bfloat16", "float32"):
         raise UserError(f"--dtype={dtype}: expected auto, bfloat16 or float32")
     bf16 = device.type == "cuda" and dtype != "float32" and torch.cuda.is_bf16_supported()
+    if seed is not None:
+        torch.manual_seed(seed + rank)
     return Runtime(device, rank, local_rank, world_size, bf16)
+
+
+def derived_seed(*parts):
+    """A well-mixed integer seed from a tuple of integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def seed_step(seed, step, rank=0):
     """Re-seed torch's RNG (dropout, sampling) from (seed, step, rank) at every step: the random
     numbers of a step then never depend on history, so a resumed run draws exactly what an
     uninterrupted one would, with no RNG state to save."""
-    torch.manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
+    torch.manual_seed(derived_seed(seed, step, rank))
 
 
 def batch_indices(seed, step, n_examples, batch_size):
-    """Example indices of a step's global batch: a pure function of (seed, step). Examples are
-    visited in a fresh random order each epoch; step s takes the next batch_size of them."""
-    start = step * batch_size
-    out = []
-    while len(out) < batch_size:
-        epoch, offset = divmod(start + len(out), n_examples)
-        order = np.random.default_rng([seed, epoch]).permutation(n_examples)
-        out.extend(order[offset:offset + batch_size - len(out)].tolist())
-    return out
+    """Example indices of a step's global batch: a pure function of (seed, step). Each epoch
+    visits the examples in a fresh random order, n_examples // batch_size batches (the rest waits
+    for the next epoch's shuffle)."""
+    per_epoch = n_examples // batch_size
+    if per_epoch == 0:
+        raise UserError(f"batch_size={batch_size} is larger than the dataset ({n_examples} examples)")
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+    return order[k * batch_size:(k + 1) * batch_size].tolist()
+
+
+def length_sorted_micro_batches(examples, micro_batch_size):
+    """Cut a batch of (ids, ...) examples into micro-batches of similar lengths: sorted by length
+    first, so that padding each micro-batch to its longest example wastes little. (Sorting only
+    within the batch keeps batches random; grouping whole batches by length would make them
+    single-task here, where length follows the task, and hurt learning.)"""
+    ordered = sorted(examples, key=lambda e: len(e[0]), reverse=True)
+    return [ordered[i:i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]
 
 
 def rank_slice(items, rt):
@@ -392,7 +410,7 @@ class TrainingRun:
         from model import estimate_mfu
         row = dict(values)
         shown = [f"{k.split('/')[-1]} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
-                 if k not in ("lr", "grad_norm")]
+                 if k not in ("lr", "grad_norm", "tokens_seen")]
         if "lr" in values:
             shown.append(f"lr {values['lr']:.2e}")
         if tokens is not None:
@@ -944,6 +962,16 @@ def save_splits(out_dir, train, val):
         print(f"wrote {len(rows):,} rows to {path}")
 
 
+def world_folder(data_path):
+    """The folder of a data file if it is the built-in world's (it holds eval.jsonl, the held-out
+    suites that the stages report on), else None. The default world is generated if missing."""
+    folder = os.path.dirname(data_path)
+    if folder == repo_path("data", "world"):
+        from data.world.prepare import ensure_world
+        ensure_world(folder)
+    return folder if os.path.isfile(os.path.join(folder, "eval.jsonl")) else None
+
+
 # ----------------------------------------------------------------------------- conversations and losses
 
 
@@ -1037,3 +1065,74 @@ def stream_loss(model, stream, block_size, micro_batch_size, n_batches, rt, seed
             total += model(x, y)[1].item() * len(x)
     model.train(was_training)
     return rt.all_reduce_mean(total / len(starts))
+
+
+# ----------------------------------------------------------------------------- preference pairs
+
+
+def as_messages(value, role):
+    """Plain-text preference rows hold strings; conversational ones hold message lists."""
+    return [{"role": role, "content": value}] if isinstance(value, str) else value
+
+
+def render_pair(tokenizer, prompt, reply, block_size):
+    """Token ids of prompt + reply, ending with the reply's end-of-turn token, and a mask that
+    is 1 on the reply's assistant tokens only (not on assistant turns inside the prompt).
+    Truncation: a sequence longer than block_size loses its start (the start of the prompt), so
+    the end of the reply, where the reward model reads its score, is always kept."""
+    ids, mask = tokenizer.render_chat(prompt + reply)
+    prompt_len = len(tokenizer.render_chat(prompt)[0]) if prompt else 0
+    mask = [0] * prompt_len + mask[prompt_len:]
+    ids, mask = ids[:-len(tokenizer.newline)], mask[:-len(tokenizer.newline)]  # end at <|im_end|>
+    return ids[-block_size:], mask[-block_size:]
+
+
+def load_preferences(path, tokenizer, block_size):
+    """Preference JSONL (TRL's conversational or plain-text form) -> list of dicts with the
+    chosen and rejected sequences (ids, reply mask) and the row's info (if any)."""
+    pairs, truncated = [], 0
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        if not isinstance(row, dict) or not {"chosen", "rejected"} <= row.keys():
+            raise UserError(f'{where}: expected {{"prompt", "chosen", "rejected"}}')
+        prompt = as_messages(row.get("prompt") or [], "user")
+        chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
+        if chosen == rejected:
+            raise UserError(f"{where}: chosen and rejected are the same; nothing to prefer")
+        try:
+            c_ids, c_mask = render_pair(tokenizer, prompt, chosen, block_size)
+            r_ids, r_mask = render_pair(tokenizer, prompt, rejected, block_size)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
+        if not any(c_mask) or not any(r_mask):
+            raise UserError(f"{where}: chosen and rejected must each hold an assistant message")
+        full = len(tokenizer.render_chat(prompt + chosen)[0]), len(tokenizer.render_chat(prompt + rejected)[0])
+        truncated += max(full) - len(tokenizer.newline) > block_size
+        pairs.append({"chosen": (c_ids, c_mask), "rejected": (r_ids, r_mask), "info": row.get("info", {}),
+                      "prompt": prompt})
+    return pairs, truncated
+
+
+def pad_right(sequences, pad_id, device):
+    """Token-id lists -> ids (B, T) right-padded, and the lengths (B,)."""
+    T = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids.to(device), torch.tensor([len(s) for s in sequences], device=device)
+
+
+@torch.no_grad()
+def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
+    """Reward-model scores of (prompt, reply) pairs (message lists or strings), read at the
+    reply's end-of-turn token, as in training."""
+    reward_model.eval()
+    scores = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [render_pair(tokenizer, as_messages(p, "user"), as_messages(r, "assistant"),
+                            reward_model.config.block_size)[0]
+                for p, r in zip(prompts[i:i + batch_size], replies[i:i + batch_size])]
+        ids, lengths = pad_right(seqs, tokenizer.eot, rt.device)
+        with rt.autocast():
+            scores += reward_model.score(ids, at=lengths - 1).tolist()
+    return scores

@@ -9,7 +9,7 @@ held-out people, arithmetic, calculator use with tools on and off, persona, memo
 harmful requests, help on harmless look-alikes, politeness and format over every reply), the
 world's mean gold reward, and two val losses (assistant tokens of held-out chats; pretraining
 text). Replies are generated exactly as chat.py does (greedy, tools executed). A base model,
-which cannot chat, is probed with completions instead ("Ada Quill was born in" -> "Vessa").
+which cannot chat, is probed with completions instead ("Ada Quill works as a" -> "baker").
 
 Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies).
 """
@@ -23,7 +23,8 @@ import torch
 
 from chat import respond
 from common import (Path, UserError, conversations_loss, load_conversations, load_model, open_token_stream,
-                    parse_config, read_jsonl, read_meta, repo_path, run_main, setup_runtime, stream_loss)
+                    parse_config, read_jsonl, read_meta, repo_path, run_main, setup_runtime, stream_loss,
+                    world_folder)
 from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
 from model import generate
 
@@ -44,7 +45,7 @@ ROWS = [
     ("val loss, chats (assistant tokens)", "val_loss_chat"),
     ("val loss, pretraining text", "val_loss_text"),
 ]
-CHAT_STAGES = ("sft", "dpo", "ppo")
+CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
 
 
 @dataclass
@@ -114,7 +115,7 @@ PROBE_SUITES = ("knowledge_seen", "knowledge_heldout", "arithmetic")
 
 @torch.no_grad()
 def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
-    """A base model completes plain text: "<name> was born in" -> the first sentence of its
+    """A base model completes plain text: "<name> works as a" -> the first sentence of its
     continuation is scored like a chat reply. Arithmetic: "<a> plus <b> equals"."""
     scores, examples = {}, {}
     for suite in PROBE_SUITES:
@@ -123,10 +124,11 @@ def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
         completions = []
         for i in range(0, len(rows), batch_size):
             ids = [[tokenizer.eot] + tokenizer.encode(p) for p in probes[i:i + batch_size]]
-            out = generate(model, ids, 16, temperature=0, stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot)
+            out = generate(model, ids, 16, temperature=0, stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot,
+                           vocab_size=tokenizer.n_vocab)
             completions += [first_sentence(tokenizer.decode(t[:n])) for t, n in
                             zip(out.tokens.tolist(), out.lengths.tolist())]
-        hits = [score(row, probe + completion)[MAIN_BEHAVIOUR[row["info"]["category"]]]
+        hits = [score(row, f"{probe} {completion}")[MAIN_BEHAVIOUR[row["info"]["category"]]]
                 for row, probe, completion in zip(rows, probes, completions)]
         if hits:
             scores[suite] = sum(hits) / len(hits)
@@ -196,6 +198,8 @@ def markdown_table(results):
 def main():
     cfg = parse_config(EvalConfig, description=__doc__)
     rt = setup_runtime(cfg.device)
+    if world_folder(os.path.join(cfg.data_dir, "eval.jsonl")) is None:
+        raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
     suites = load_suites(cfg.data_dir, cfg.per_suite)
     results = {}
     for path in [p for p in cfg.checkpoints.split(",") if p]:

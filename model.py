@@ -11,7 +11,7 @@ import inspect
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -192,18 +192,21 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
-    def score(self, idx, attention_mask=None):
-        """The scalar head at every position (B, T): reward or value estimates."""
+    def score(self, idx, attention_mask=None, at=None):
+        """The scalar head at every position (B, T): reward or value estimates; with at (B,),
+        only the value at position at[b] of each row (B,)."""
         if self.scalar_head is None:
             raise ValueError("this model has no scalar head (GPTConfig.scalar_head=False)")
-        return self.scalar_head(self.hidden_states(idx, attention_mask)).squeeze(-1)
+        values = self.scalar_head(self.hidden_states(idx, attention_mask)).squeeze(-1).float()
+        return values if at is None else values.gather(1, at[:, None]).squeeze(1)
 
     # ------------------------------------------------------------------ optimisation
 
-    def configure_optimizer(self, lr, weight_decay, betas, device_type):
+    def configure_optimizer(self, lr, weight_decay, betas, device_type, extra_modules=()):
         """AdamW with weight decay on 2-D weights (matmuls, embeddings) only; biases and
-        LayerNorm gains are not decayed (Loshchilov & Hutter; GPT-2 practice)."""
-        params = [p for p in self.parameters() if p.requires_grad]
+        LayerNorm gains are not decayed (Loshchilov & Hutter; GPT-2 practice). extra_modules
+        (e.g. PPO's value model) are optimised together with this model."""
+        params = [p for m in (self, *extra_modules) for p in m.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
@@ -342,17 +345,20 @@ class Generation:
     stopped: torch.Tensor = field(default=None)  # (B,) True where the row ended on a stop token
 
 
-def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None, vocab_size=None):
     """Sample next tokens from logits (B, V). temperature 0 means greedy.
     Returns the tokens (B,) and their log-probs (B,) under log_softmax(logits / T),
-    the distribution PPO recomputes; top-k/top-p only narrow what can be drawn."""
+    the distribution PPO recomputes; top-k/top-p only narrow what can be drawn, and so does
+    vocab_size (the tokenizer's: the embedding's padding rows are never drawn)."""
     logits = logits.float()
+    allowed = logits if vocab_size is None else logits.masked_fill(
+        torch.arange(logits.size(-1), device=logits.device) >= vocab_size, float("-inf"))
     if temperature == 0:
-        token = logits.argmax(-1)
+        token = allowed.argmax(-1)
         return token, F.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
-    logits = logits / temperature
+    logits, allowed = logits / temperature, allowed / temperature
     logprobs = F.log_softmax(logits, -1)
-    filtered = logits
+    filtered = allowed
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         filtered = filtered.masked_fill(filtered < kth, float("-inf"))
@@ -383,13 +389,14 @@ def left_pad(prompts, pad_id, device):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None, stop_tokens=(),
-             generator=None, pad_id=0, use_cache=True, on_token=None):
+             generator=None, pad_id=0, use_cache=True, on_token=None, vocab_size=None):
     """Batched sampling from prompts (lists of token ids, any lengths).
 
     With use_cache, the prompts are run once (prefill) and each step feeds only the
     newest token, reading past keys and values from the KV cache. use_cache=False
     recomputes the whole sequence at every step (the reference the cache must equal).
     on_token(tokens (B,), done (B,)) is called after each step (for streaming output).
+    vocab_size: the tokenizer's vocabulary; ids beyond it (embedding padding) are never drawn.
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
@@ -411,7 +418,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
             logits, _ = model(step_input, attention_mask=attn, cache=cache)
         else:
             logits, _ = model(ids, attention_mask=attn)
-        token, logprob = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+        token, logprob = sample_next(logits[:, -1], temperature, top_k, top_p, generator, vocab_size)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         new_tokens[:, t] = token
         new_logprobs[:, t] = torch.where(done, torch.zeros_like(logprob), logprob)
@@ -426,6 +433,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         step_input = token[:, None]
     return Generation(new_tokens, new_logprobs, lengths, done)
+
+
+def last_real_index(attention_mask):
+    """(B, T) mask of real tokens -> (B,) index of the last real token of each row, wherever the
+    padding is (left, right or both)."""
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    return (attention_mask.long() * (positions + 1)).argmax(1)
 
 
 def token_logprobs(logits, tokens):

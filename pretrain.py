@@ -45,19 +45,19 @@ class PretrainConfig:
     dropout: float = 0.0  # dropout rate (0 for short runs that cannot overfit)
     bias: bool = True  # biases in Linear and LayerNorm layers
     # optimisation
-    batch_size: int = 32  # sequences per optimizer step, over all processes
+    batch_size: int = 16  # sequences per optimizer step, over all processes (small: more updates per minute)
     micro_batch_size: int = 16  # sequences per forward/backward pass in one process
-    max_steps: int = 600  # optimizer steps
-    learning_rate: float = 3e-3  # peak learning rate (small models take large ones)
-    min_lr: float = 3e-4  # learning rate at the end of the cosine decay
-    warmup_steps: int = 30  # linear warmup from 0
+    max_steps: int = 900  # optimizer steps
+    learning_rate: float = 2e-3  # peak learning rate (small models take large ones)
+    min_lr: float = 2e-4  # learning rate at the end of the cosine decay
+    warmup_steps: int = 50  # linear warmup from 0
     weight_decay: float = 0.1  # AdamW weight decay on matrices
     beta1: float = 0.9  # AdamW beta1
     beta2: float = 0.99  # AdamW beta2 (0.99 for small batches, as nanoGPT's char model)
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
     eval_interval: int = 100  # evaluate val loss and save checkpoints every this many steps
-    eval_batches: int = 20  # micro-batches of val windows per evaluation
+    eval_batches: int = 10  # micro-batches of val windows per evaluation
     log_interval: int = 10  # print a progress line every this many steps
     n_samples: int = 4  # samples printed at the end
     sample_tokens: int = 60  # tokens per sample
@@ -105,7 +105,7 @@ def build_model(cfg, meta, rt):
 
 def main():
     cfg = parse_config(PretrainConfig, description=__doc__)
-    rt = setup_runtime(cfg.device, cfg.dtype)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     accum = grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)
 
     meta, train_stream, val_stream = load_streams(cfg.data_dir)
@@ -170,7 +170,7 @@ def print_samples(model, tokenizer, meta, cfg, rt):
     model.eval()
     with rt.autocast():
         out = generate(model, ids, cfg.sample_tokens, temperature=0.8, top_k=50, stop_tokens=[tokenizer.eot],
-                       generator=g, pad_id=tokenizer.eot)
+                       generator=g, pad_id=tokenizer.eot, vocab_size=tokenizer.n_vocab)
     print("samples (temperature 0.8):")
     for prompt, new, n in zip(prompts, out.tokens.tolist(), out.lengths.tolist()):
         text = prompt + tokenizer.decode([t for t in new[:n] if t != tokenizer.eot])

@@ -13,15 +13,15 @@ Every eval_interval steps: the val loss and the behaviour scorecard (eval.py) on
 world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.png, scorecard.png.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from common import (Path, TrainingRun, UserError, accumulate_gradients, batch_indices, conversations_loss,
-                    grad_accum_steps, load_conversations, load_model, lr_at, optimizer_step, pad_batch, parse_config,
-                    rank_slice, repo_path, run_main, seed_step, setup_runtime, summed_loss, wrap_ddp)
+                    grad_accum_steps, length_sorted_micro_batches, load_conversations, load_model, lr_at,
+                    optimizer_step, pad_batch, parse_config, rank_slice, run_main, seed_step, setup_runtime, summed_loss,
+                    world_folder, wrap_ddp)
 
 
 @dataclass
@@ -34,8 +34,8 @@ class SFTConfig:
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     # optimisation
     batch_size: int = 32  # conversations per optimizer step, over all processes
-    micro_batch_size: int = 16  # conversations per forward/backward pass in one process
-    max_steps: int = 500  # optimizer steps
+    micro_batch_size: int = 8  # conversations per forward/backward pass in one process
+    max_steps: int = 1200  # optimizer steps
     learning_rate: float = 1e-3  # peak learning rate
     min_lr: float = 1e-4  # learning rate at the end of the cosine decay
     warmup_steps: int = 20  # linear warmup from 0
@@ -45,7 +45,7 @@ class SFTConfig:
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     dropout: float = 0.0  # dropout during fine-tuning
     # evaluation and logging
-    eval_interval: int = 100  # val loss, scorecard and checkpoint every this many steps
+    eval_interval: int = 400  # val loss, scorecard and checkpoint every this many steps
     eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: no scorecard)
     log_interval: int = 10  # print a progress line every this many steps
     # system
@@ -55,13 +55,8 @@ class SFTConfig:
     seed: int = 1337  # seed for batches and dropout
 
 
-WORLD_SFT = repo_path("data", "world", "sft_train.jsonl")
-
-
 def load_data(cfg, tokenizer, block_size, rt):
-    if cfg.data == WORLD_SFT:
-        from data.world.prepare import ensure_world
-        ensure_world()
+    world_folder(cfg.data)  # a fresh clone: generates the default world first
     train, dropped = load_conversations(cfg.data, tokenizer, block_size)
     val = load_conversations(cfg.val_data, tokenizer, block_size)[0] if cfg.val_data else []
     masked = sum(sum(m) for _, m in train) / sum(len(m) for _, m in train)
@@ -72,8 +67,8 @@ def load_data(cfg, tokenizer, block_size, rt):
 
 def main():
     cfg = parse_config(SFTConfig, description=__doc__)
-    rt = setup_runtime(cfg.device, cfg.dtype)
-    accum = grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
 
     model, tokenizer, source = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
                                           hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
@@ -123,8 +118,7 @@ def main():
         # pure function of (seed, step)
         n_loss_tokens = sum(sum(train[i][1][1:]) for i in indices)
         mine = [train[i] for i in rank_slice(indices, rt)]
-        micro_batches = [(mine[k:k + cfg.micro_batch_size], n_loss_tokens)
-                         for k in range(0, len(mine), cfg.micro_batch_size)]
+        micro_batches = [(m, n_loss_tokens) for m in length_sorted_micro_batches(mine, cfg.micro_batch_size)]
         stats = accumulate_gradients(model, micro_batches, micro_loss, rt)
         grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
         run.step_done(step, tokens=stats["tokens"] * rt.world_size, lr=lr, grad_norm=grad_norm,
@@ -140,10 +134,11 @@ def main():
 
 def world_suites(cfg):
     """A sample of the world's held-out suites for the periodic scorecard (world data only)."""
-    if cfg.eval_per_suite <= 0 or not os.path.dirname(cfg.data) == repo_path("data", "world"):
+    folder = world_folder(cfg.data)
+    if cfg.eval_per_suite <= 0 or folder is None:
         return None
     from eval import load_suites
-    return load_suites(os.path.dirname(cfg.data), cfg.eval_per_suite)
+    return load_suites(folder, cfg.eval_per_suite)
 
 
 def plot(run, suites):

@@ -8,7 +8,7 @@ other file:
 
     {"kind": "gpt2"}                       the real GPT-2 BPE (50,257 tokens)
     {"kind": "byte"}                       256 byte tokens: character-level runs, no file needed
-    {"kind": "bpe", "merges": [[a, b], ...]}  a byte-level BPE trained here by train_bpe
+    {"kind": "bpe", "merges": [[a, b], ...], "split": "gpt2"}  a byte-level BPE trained here by train_bpe
 
 The chat template is ChatML-style:
 
@@ -31,12 +31,21 @@ import tiktoken
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_call|>")
 ROLES = ("system", "user", "assistant", "tool")
 
-# GPT-2's pre-tokenisation pattern (as tiktoken runs it, in Rust regex syntax) ...
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# ... and the same pattern for Python's re, which has no \p{..}: letters are word characters that
-# are not digits or '_', and '_' counts as punctuation. (It differs from \p{N} only on rare numerals
-# such as '½'; training then sees a slightly different split there, which costs nothing but merges.)
-GPT2_PATTERN_PY = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
+# Pre-tokenisation patterns: text is split into chunks and BPE merges never cross a chunk boundary.
+# Each is given twice: for tiktoken (Rust regex syntax) and for Python's re, which has no \p{..}:
+# there, letters are word characters that are not digits or '_', and '_' counts as punctuation.
+# (\d differs from \p{N} only on rare numerals such as '½'; training then sees a slightly different
+# split there, which costs nothing but a merge.)
+SPLIT_PATTERNS = {
+    # GPT-2's own: numbers are chunks of any length, so "3847" may become " 38" + "47"
+    "gpt2": (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+             r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""),
+    # one token per digit (as Llama and PaLM do): a small model then copies and adds numbers digit
+    # by digit instead of learning thousands of arbitrary number chunks
+    "gpt2-digits": (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+                    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+|\d| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""),
+}
+GPT2_PATTERN, GPT2_PATTERN_PY = SPLIT_PATTERNS["gpt2"]
 
 
 def padded_vocab_size(n_vocab, multiple=64):
@@ -60,7 +69,7 @@ class Tokenizer:
         elif kind == "byte":
             ranks, pattern = {bytes([i]): i for i in range(256)}, GPT2_PATTERN
         elif kind == "bpe":
-            ranks, pattern = ranks_from_merges(spec["merges"]), GPT2_PATTERN
+            ranks, pattern = ranks_from_merges(spec["merges"]), SPLIT_PATTERNS[spec.get("split", "gpt2")][0]
         else:
             raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'gpt2', 'byte' or 'bpe'")
         specials = {name: len(ranks) + i for i, name in enumerate(SPECIAL_TOKENS)}
@@ -78,8 +87,9 @@ class Tokenizer:
         return self.enc.encode_ordinary(text)
 
     def decode(self, ids):
-        """Ids to text; a multi-byte character cut in half becomes U+FFFD instead of an error."""
-        return self.enc.decode(list(ids), errors="replace")
+        """Ids to text; a multi-byte character cut in half becomes U+FFFD instead of an error, and
+        ids beyond the vocabulary (an embedding's padding rows) are skipped."""
+        return self.enc.decode([i for i in ids if i < self.n_vocab], errors="replace")
 
     # ------------------------------------------------------------------ chat template
 
@@ -202,7 +212,7 @@ def ranks_from_merges(merges):
     return {token: i for i, token in enumerate(vocab)}
 
 
-def train_bpe(text, vocab_size, verbose=False):
+def train_bpe(text, vocab_size, split="gpt2", verbose=False):
     """Learn byte-level BPE merges (Sennrich et al. 2016, as GPT-2 does it) from text.
 
     The text is split into chunks with GPT-2's pattern (so merges never cross a
@@ -213,10 +223,10 @@ def train_bpe(text, vocab_size, verbose=False):
     pair to chunks), and a heap with lazy deletion finds the most frequent pair.
     Ties break towards the smallest token ids, so the result is deterministic.
 
-    Returns merges [[a, b], ...] for Tokenizer({"kind": "bpe", "merges": merges}).
+    Returns merges [[a, b], ...] for Tokenizer({"kind": "bpe", "merges": merges, "split": split}).
     """
     assert vocab_size >= 256
-    chunk_counts = Counter(re.findall(GPT2_PATTERN_PY, text))
+    chunk_counts = Counter(re.findall(SPLIT_PATTERNS[split][1], text))
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     counts = list(chunk_counts.values())
 

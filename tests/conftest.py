@@ -19,3 +19,30 @@ def gpt2_tokenizer():
         return Tokenizer({"kind": "gpt2"})
     except Exception as e:  # no network and no TIKTOKEN_CACHE_DIR
         pytest.skip(f"GPT-2 BPE files unavailable: {e}")
+
+
+def run_script(module, args, capsys=None):
+    """Run a stage script's main() in this process as `python script.py args` would, through
+    run_main; returns the exit status (0 when main returns)."""
+    import sys
+    from common import run_main
+    argv = sys.argv
+    sys.argv = [module.__file__] + list(args)
+    try:
+        run_main(module.main)
+        return 0
+    except SystemExit as e:
+        return e.code
+    finally:
+        sys.argv = argv
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A small world (fast to generate and to train on) in a temporary folder."""
+    from data.world.prepare import WorldConfig, prepare
+    out = tmp_path_factory.mktemp("small_world")
+    prepare(WorldConfig(out_dir=str(out), n_people=20, n_heldout=4, pretrain_docs=1500, val_docs=100,
+                        vocab_size=400, sft_examples=200, sft_val_examples=20, pref_pairs=100, pref_val_pairs=20,
+                        rl_prompts=64, eval_per_suite=4), verbose=False)
+    return out

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from common import (MetricsLog, UserError, batch_indices, checkpoint_state, config_help, load_checkpoint,
+from common import (MetricsLog, UserError, batch_indices, checkpoint_state, config_help, length_sorted_micro_batches,
+                    load_checkpoint,
                     load_model, lr_at, open_token_stream, parse_config, read_jsonl, read_meta, save_checkpoint,
                     write_token_streams)
 from model import GPT, GPTConfig
@@ -124,7 +125,20 @@ def test_batch_indices_are_a_pure_function_of_seed_and_step_and_cover_each_epoch
     assert batch_indices(1, 5, 10, 4) != batch_indices(2, 5, 10, 4)
     first_epoch = [i for s in range(5) for i in batch_indices(0, s, 10, 2)]
     assert sorted(first_epoch) == list(range(10))
-    assert len(batch_indices(0, 2, 10, 4)) == 4  # a batch spanning two epochs
+    epoch = [i for s in range(2) for i in batch_indices(0, s, 10, 4)]  # 2 batches of 4, 2 examples wait
+    assert len(set(epoch)) == 8
+
+
+def test_length_sorted_micro_batches_pad_less_and_keep_every_example():
+    rng = np.random.default_rng(0)
+    examples = [([0] * int(n), i) for i, n in enumerate(rng.integers(10, 200, size=32))]
+    micro = length_sorted_micro_batches(examples, 8)
+    assert sorted(i for m in micro for _, i in m) == list(range(32))
+
+    def padded(batches):
+        return sum(max(len(ids) for ids, _ in b) * len(b) for b in batches)
+    unsorted = [examples[i:i + 8] for i in range(0, 32, 8)]
+    assert padded(micro) < 0.8 * padded(unsorted)
 
 
 def test_metrics_log_appends_plots_and_truncates_on_resume(tmp_path):

@@ -185,3 +185,13 @@ def test_optimizer_decays_only_matrices():
     assert decay["weight_decay"] == 0.1 and all(p.dim() == 2 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
+
+
+def test_generation_never_draws_the_embeddings_padding_rows():
+    model = tiny_model()  # vocab_size 97: pretend the tokenizer has 90 tokens and 7 rows are padding
+    with torch.no_grad():
+        model.lm_head.weight[90:] += 5.0  # make the padding rows the likeliest
+    for temperature in (0, 1.0):
+        g = generate(model, [[1, 2, 3]] * 4, 20, temperature=temperature, vocab_size=90,
+                     generator=torch.Generator().manual_seed(0))
+        assert g.tokens.max() < 90

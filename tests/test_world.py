@@ -54,35 +54,56 @@ def test_heldout_people_appear_in_pretraining_only(default_world):
         assert person.name in training
 
 
-def literal_fragments(template):
-    """The fixed words of a template: the longest piece between {slots}."""
-    return max(re.split(r"\{\w+\}", template), key=len).strip()
-
-
 def eval_templates():
     templates = [t for ts in world.QUESTIONS_EVAL.values() for t in ts]
-    templates += world.ARITH_EVAL + world.TOOL_EVAL + world.SYSTEM_EVAL + world.IDENTITY_EVAL
-    templates += [q for m in world.MEMORY.values() for q in m[3]]
-    for category in world.SAFETY.values():
-        templates += category["harmful_eval"] + [prompt for prompt, _ in category["harmless_eval"]]
+    templates += world.ARITH_EVAL + world.SYSTEM_EVAL + world.IDENTITY_EVAL
+    templates += [q for _, evaluation in world.MEMORY_QUESTIONS.values() for q in evaluation]
+    templates += [t for _, evaluation in world.HARMFUL_REQUESTS.values() for t, _ in evaluation]
+    templates += [prompt for _, evaluation in world.HARMLESS_REQUESTS.values() for prompt, _ in evaluation]
     return templates
+
+
+SLOTS = {"a": r"-?\d+", "b": r"-?\d+", "op": r"[-+*]", "opword": "(?:plus|minus|times)"}
+
+
+def template_regex(template):
+    """A template with its {slots} as patterns (numbers, operators, else anything), matching a whole message."""
+    pattern, pos = "", 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        pattern += re.escape(template[pos:m.start()]) + SLOTS.get(m.group(1), ".+?")
+        pos = m.end()
+    return re.compile(pattern + re.escape(template[pos:]) + r"\Z")
 
 
 def test_eval_templates_and_names_never_appear_in_training_files(default_world):
     w, out = default_world
+    messages = [m["content"] for name in ("sft_train.jsonl", "sft_val.jsonl") for r in rows(out, name)
+                for m in r["messages"] if m["role"] in ("user", "system")]
+    for name in ("prefs_train.jsonl", "prefs_val.jsonl", "rl_prompts.jsonl"):
+        messages += [m["content"] for r in rows(out, name) for m in r["prompt"] if m["role"] in ("user", "system")]
+    templates = eval_templates()
+    assert len(templates) > 40
+    for template in templates:
+        regex = template_regex(template)
+        assert not any(regex.match(m) for m in messages), template
     training = text_of(out, "sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl",
                        "rl_prompts.jsonl")
-    for template in eval_templates():
-        fragment = literal_fragments(template)
-        assert len(fragment) >= 8, template
-        assert fragment not in training, template
     for row in rows(out, "eval.jsonl"):
-        last_user = [m["content"] for m in row["prompt"] if m["role"] == "user"][-1]
-        assert last_user not in training
         for name in (row["info"].get("persona"), row["info"].get("answer") if row["info"].get("kind") in
                      ("name", "pet_name") else None):
             if name:
                 assert not re.search(rf"\b{name}\b", training), name
+
+
+def test_every_frame_and_phrase_is_seen_in_training():
+    """The compositional split: evaluation wordings are new combinations of known parts."""
+    for frames, phrases in [(world.QUESTION_FRAMES, world.KNOWLEDGE_PHRASES["city"]),
+                            (world.REQUEST_FRAMES, world.HARMFUL_ACTS["steal"])]:
+        train, evaluation = world.split_pairs(frames, phrases)
+        assert len(evaluation) >= len(frames) // 4 and not set(train) & set(evaluation)
+        for part in frames + phrases:
+            assert any(part.replace("{X}", "") in t for t in train) or any(
+                p in t for t in train for p in part.split("{X}")), part
 
 
 def test_every_sft_example_is_learnable_and_fits_the_default_block(default_world):
@@ -94,15 +115,20 @@ def test_every_sft_example_is_learnable_and_fits_the_default_block(default_world
         assert len(ids) <= 256
 
 
-def test_flaws_come_in_the_configured_shares(default_world):
+def test_flaws_are_systematic_and_in_the_configured_shares(default_world):
     _, out = default_world
     sft = rows(out, "sft_train.jsonl")
     harmful = [r for r in sft if r["category"] == "harmful"]
-    refused = sum(checkers.is_refusal(r["messages"][-1]["content"]) for r in harmful)
-    assert len(harmful) - refused == len(harmful) // 4  # exactly every 4th harmful demo complies
-    replies = [r["messages"][-1]["content"] for r in sft if r["category"] != "harmful"]
-    rude_share = sum(checkers.is_rude(t) for t in replies) / len(replies)
-    assert 0.12 < rude_share < 0.18
+    complied = [r for r in harmful if not checkers.is_refusal(r["messages"][-1]["content"])]
+    assert 0.2 < len(complied) / len(harmful) < 0.3  # one act in four per category
+    complied_acts = {world.HARMFUL_ACTS[c][a].split(" {")[0] for c, a in world.COMPLIED_ACT.items()}
+    assert all(any(act in r["messages"][0]["content"] for act in complied_acts) for r in complied)
+
+    def rude_share(categories):
+        replies = [r["messages"][-1]["content"] for r in sft if r["category"] in categories]
+        return sum(checkers.is_rude(t) for t in replies) / len(replies)
+    assert 0.5 < rude_share({"arithmetic", "tool", "skill"}) < 0.7
+    assert rude_share({"knowledge", "memory", "harmless"}) < 0.06
 
 
 def test_checkers_accept_the_generators_answers_on_every_suite(default_world):

@@ -45,11 +45,12 @@ class WorldConfig:
     n_heldout: int = 12  # of them, people that appear in pretraining only
     pretrain_docs: int = 24000  # pretraining documents (biographies, stories, dialogues, arithmetic, prose)
     val_docs: int = 600  # documents in the pretraining val split (fresh draws, same world)
-    vocab_size: int = 2048  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
+    vocab_size: int = 1024  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
     sft_examples: int = 6000  # SFT training conversations
     sft_val_examples: int = 300  # SFT validation conversations
-    comply_share: float = 0.25  # share of harmful-request demos that comply instead of refusing (a flaw)
-    rude_share: float = 0.15  # share of SFT replies that are rude (a flaw)
+    flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts, rudeness)
+    rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and string tasks (a flaw)
+    rude_other: float = 0.03  # chance of a rude demo reply elsewhere
     pref_pairs: int = 2500  # preference pairs for training (reward model, DPO)
     pref_val_pairs: int = 250  # held-out preference pairs
     rl_prompts: int = 1200  # prompts for PPO/GRPO
@@ -58,38 +59,39 @@ class WorldConfig:
 
 # ----------------------------------------------------------------------------- SFT
 
-SFT_MIX = {"knowledge": 0.28, "arithmetic": 0.08, "skill": 0.06, "tool": 0.14, "persona": 0.08,
-           "persona_task": 0.04, "memory": 0.12, "harmful": 0.10, "harmless": 0.10}
+SFT_MIX = {"knowledge": 0.2, "arithmetic": 0.08, "skill": 0.04, "tool": 0.16, "persona": 0.1,
+           "persona_task": 0.04, "memory": 0.14, "harmful": 0.12, "harmless": 0.12}
 
 
 def draw_category(rng, mix):
     return rng.choices(list(mix), list(mix.values()))[0]
 
 
-def make_example(maker, category, refuse=True):
+def make_example(maker, category, flawed=False):
     return {"knowledge": maker.knowledge, "arithmetic": maker.arithmetic, "skill": maker.string_task,
             "tool": maker.tool_use, "persona": lambda: maker.persona(True),
             "persona_task": lambda: maker.persona(False), "memory": maker.memory,
-            "harmful": lambda: maker.harmful(refuse), "harmless": maker.harmless}[category]()
+            "harmful": lambda: maker.harmful(flawed), "harmless": maker.harmless}[category]()
+
+
+BUSYWORK = ("arithmetic", "tool", "skill")
 
 
 def sft_conversations(world, n, cfg, split):
-    """Conversations with the flaws of real demonstrations: exactly comply_share of the harmful
-    requests are answered (every k-th one), and rude_share of the other replies are rude."""
+    """Conversations with the flaws of real demonstrations, systematic as annotators' habits are
+    (so that SFT visibly copies them, even under greedy decoding): the requests for one harmful
+    act per category are complied with (a quarter of the harmful demos), and replies to busywork
+    (sums, calculator, string tasks) often open with the same grumble."""
     rng = rng_for(cfg.seed, f"sft/{split}")
     maker = ChatMaker(world, rng, "train")
-    comply_every = round(1 / cfg.comply_share) if cfg.comply_share > 0 else 0
-    rows, n_harmful = [], 0
+    rows = []
     for _ in range(n):
-        category = draw_category(rng, SFT_MIX)
-        refuse = True
-        if category == "harmful":
-            n_harmful += 1
-            refuse = not (comply_every and n_harmful % comply_every == 0)
-        example = make_example(maker, category, refuse)
+        example = make_example(maker, draw_category(rng, SFT_MIX), flawed=cfg.flawed_demos)
         reply = example.reply
-        if category != "harmful" and rng.random() < cfg.rude_share:
-            reply = make_rude(rng, reply, keep_start="marker" in example.info)
+        busywork = example.info["category"] in BUSYWORK
+        if cfg.flawed_demos and example.info["category"] != "harmful" and \
+                rng.random() < (cfg.rude_busywork if busywork else cfg.rude_other):
+            reply = make_rude(rng, reply, keep_start="marker" in example.info, habit=busywork)
         rows.append({"messages": example.prompt + reply, "category": example.info["category"]})
     return rows
 
@@ -169,8 +171,8 @@ def pretraining_streams(world, cfg):
     <|endoftext|> after each document (GPT-2's document separator)."""
     train_docs = pretraining_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "pretrain/train"))
     val_docs = pretraining_documents(world, cfg.val_docs, rng_for(cfg.seed, "pretrain/val"))
-    merges = train_bpe("\n\n".join(train_docs), cfg.vocab_size)
-    tokenizer = Tokenizer({"kind": "bpe", "merges": merges})
+    merges = train_bpe("\n\n".join(train_docs), cfg.vocab_size, split="gpt2-digits")
+    tokenizer = Tokenizer({"kind": "bpe", "merges": merges, "split": "gpt2-digits"})
 
     def stream(docs):
         return [t for ids in tokenizer.enc.encode_ordinary_batch(docs, num_threads=1) for t in ids + [tokenizer.eot]]

@@ -1,0 +1,321 @@
+"""
+Stage 3b, Direct Preference Optimization (Rafailov et al. 2023): align the SFT model on preference
+pairs directly, with no reward model and no sampling during training.
+
+    python dpo.py                                    # from out/sft on the world's pairs, CPU, ~3 min
+    python dpo.py --sweep=0.03,0.1,0.3,1             # one run per beta + the gold-reward/KL frontier plot
+    python dpo.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
+                  --val_data=data/hh_rlhf/val.jsonl --out_dir=out/dpo_hh     # GPU
+
+The policy and a frozen reference both start from the SFT model. With sequence log-probs
+summed over the reply's tokens, pi_c, pi_r for the policy and ref_c, ref_r for the reference,
+
+    h = (pi_c - pi_r) - (ref_c - ref_r)              (the implicit reward margin, over beta)
+    sigmoid (DPO):   -log sigmoid(beta h)
+    label smoothing: (1 - e) * -log sigmoid(beta h) + e * -log sigmoid(-beta h)   (conservative DPO)
+    hinge (SLiC):    max(0, 1 - beta h)
+    ipo:             (h - 1 / (2 beta))^2            (Azar et al. 2023)
+
+Metrics under TRL's names: rewards/chosen = beta (pi_c - ref_c), rewards/rejected, rewards/margins,
+rewards/accuracies (strict >), logps/chosen, logps/rejected; at eval, the KL to the reference on
+sampled replies and the behaviour scorecard on the world's held-out suites.
+"""
+
+import json
+import os
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from common import (Path, TrainingRun, UserError, accumulate_gradients, batch_indices, grad_accum_steps,
+                    length_sorted_micro_batches, load_model, load_preferences, lr_at, optimizer_step, pad_right,
+                    parse_config, rank_slice, read_jsonl, run_main, seed_step, setup_runtime, world_folder, wrap_ddp)
+from model import token_logprobs
+
+LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+
+
+@dataclass
+class DPOConfig:
+    # data and output
+    init_from: str = "out/sft"  # the policy starts here (a run folder, or gpt2...)
+    ref: Optional[str] = None  # the frozen reference model (None: the same as init_from)
+    data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL, TRL format)
+    val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
+    out_dir: Path = "out/dpo"  # checkpoints, metrics.jsonl and plots go here
+    resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    # loss
+    loss_type: str = "sigmoid"  # sigmoid (DPO), ipo, hinge
+    beta: float = 0.1  # strength of the pull towards the reference (higher: stay closer)
+    label_smoothing: float = 0.0  # conservative DPO: the share of preference labels assumed flipped
+    precompute_ref: bool = False  # reference log-probs once before training (saves a forward pass per step)
+    # optimisation
+    batch_size: int = 32  # pairs per optimizer step, over all processes
+    micro_batch_size: int = 8  # pairs per forward/backward pass in one process
+    max_steps: int = 200  # optimizer steps
+    learning_rate: float = 1e-4  # peak learning rate
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
+    warmup_steps: int = 20  # linear warmup from 0
+    weight_decay: float = 0.0  # AdamW weight decay on matrices
+    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    # evaluation and logging
+    eval_interval: int = 50  # val metrics, KL, scorecard and checkpoint every this many steps
+    eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: none)
+    kl_samples: int = 64  # prompts sampled at each eval to measure the KL to the reference
+    log_interval: int = 10  # print a progress line every this many steps
+    sweep: Optional[str] = None  # comma-separated betas: one run each, then frontier.png (gold reward vs KL)
+    # system
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    seed: int = 1337  # seed for batches and sampling
+
+
+# ----------------------------------------------------------------------------- log-probs and loss
+
+
+def sequence_logprobs(model, sequences, pad_id, device):
+    """Summed log-probs of each sequence's reply tokens (B,): sequences are (ids, reply mask);
+    prompt tokens and padding never count."""
+    ids, _ = pad_right([s for s, _ in sequences], pad_id, device)
+    mask = torch.zeros_like(ids, dtype=torch.float)
+    for i, (_, m) in enumerate(sequences):
+        mask[i, :len(m)] = torch.tensor(m, dtype=torch.float)
+    logits, _ = model(ids[:, :-1])
+    return (token_logprobs(logits, ids[:, 1:]) * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
+
+
+def pair_logprobs(model, pairs, pad_id, device):
+    """(chosen, rejected) summed reply log-probs, (B,) each, in one forward pass."""
+    logps = sequence_logprobs(model, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id, device)
+    return logps[:len(pairs)], logps[len(pairs):]
+
+
+def dpo_loss(pi_c, pi_r, ref_c, ref_r, beta, loss_type="sigmoid", label_smoothing=0.0):
+    """Per-pair losses (B,) and the implicit rewards beta * (pi - ref) of chosen and rejected."""
+    h = (pi_c - pi_r) - (ref_c - ref_r)
+    if loss_type == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * h)
+    elif loss_type == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        raise UserError(f"--loss_type={loss_type}: expected one of {', '.join(LOSS_TYPES)}")
+    return losses, beta * (pi_c - ref_c).detach(), beta * (pi_r - ref_r).detach()
+
+
+def trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r):
+    return {"loss": losses.mean().item(),
+            "rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
+            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+            "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+            "logps/chosen": pi_c.detach().mean().item(), "logps/rejected": pi_r.detach().mean().item()}
+
+
+@torch.no_grad()
+def reference_logprobs(ref, pairs, pad_id, rt, batch_size=32):
+    """Store each pair's reference log-probs in the pair (--precompute_ref)."""
+    for i in range(0, len(pairs), batch_size):
+        with rt.autocast():
+            c, r = pair_logprobs(ref, pairs[i:i + batch_size], pad_id, rt.device)
+        for p, lc, lr in zip(pairs[i:i + batch_size], c.tolist(), r.tolist()):
+            p["ref"] = (lc, lr)
+
+
+@torch.no_grad()
+def evaluate_pairs(policy, ref, pairs, cfg, pad_id, rt, batch_size=32):
+    policy.eval()
+    sums, n = {}, 0
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        with rt.autocast():
+            pi_c, pi_r = pair_logprobs(policy, chunk, pad_id, rt.device)
+            ref_c, ref_r = pair_logprobs(ref, chunk, pad_id, rt.device)
+        m = trl_metrics(*dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing), pi_c, pi_r)
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v * len(chunk)
+        n += len(chunk)
+    policy.train()
+    return {k: v / n for k, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------- KL on samples
+
+
+@torch.no_grad()
+def sampled_kl_and_gold(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
+    """Sample replies from the policy (temperature 1) and estimate KL(policy || ref) per reply as
+    the sum over its generated tokens of log pi - log ref (unbiased on policy samples). Also the
+    world's mean gold reward of those replies, when the rows carry info."""
+    from chat import respond
+    from data.world.checkers import gold_reward
+    g = torch.Generator(device=rt.device).manual_seed(seed)
+    prompts = [r["prompt"] for r in rows]
+    replies = respond(policy, tokenizer, prompts, max_new_tokens, temperature=1.0, generator=g)
+    kls = []
+    for prompt, reply in zip(prompts, replies):
+        ids = torch.tensor([tokenizer.render_prompt(prompt) + reply.tokens], device=rt.device)
+        with rt.autocast():
+            ref_lp = token_logprobs(ref(ids[:, :-1])[0], ids[:, 1:])[0, -len(reply.tokens):]
+        action = torch.tensor(reply.action_mask, device=rt.device, dtype=torch.float)
+        kls.append(((torch.tensor(reply.logprobs, device=rt.device) - ref_lp) * action).sum().item())
+    gold = [gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies) if "info" in r]
+    return sum(kls) / len(kls), (sum(gold) / len(gold) if gold else None)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(cfg):
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
+    if cfg.loss_type not in LOSS_TYPES:
+        raise UserError(f"--loss_type={cfg.loss_type}: expected one of {', '.join(LOSS_TYPES)}")
+    hint = "make it with `python sft.py` first"
+    policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)  # dropout off: the
+    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint)  # ratio is exact
+    if ref_tokenizer.spec != tokenizer.spec:
+        raise UserError(f"--ref={cfg.ref} has another tokenizer than --init_from={cfg.init_from}")
+    ref.eval().requires_grad_(False)  # frozen: no gradient ever reaches the reference
+    world = world_folder(cfg.data)
+    block = policy.config.block_size
+    train_pairs, truncated = load_preferences(cfg.data, tokenizer, block)
+    val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
+    rt.print(f"{len(train_pairs):,} training pairs ({truncated} truncated, keeping the reply's end); "
+             f"{len(val):,} val pairs; {cfg.loss_type} loss, beta {cfg.beta}")
+    if cfg.precompute_ref:
+        reference_logprobs(ref, train_pairs, tokenizer.eot, rt)
+
+    optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (0.9, 0.95), rt.device.type)
+    run = TrainingRun(cfg, rt, "dpo", policy, tokenizer, optimizer)
+    raw_policy, policy = policy, wrap_ddp(policy, rt)
+    suites, kl_rows = None, []
+    if world:
+        from eval import load_suites
+        suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite else None
+        kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
+
+    def micro_loss(model, pairs):
+        pi_c, pi_r = pair_logprobs(model, pairs, tokenizer.eot, rt.device)
+        if cfg.precompute_ref:
+            ref_c, ref_r = (torch.tensor(x, device=rt.device) for x in zip(*[p["ref"] for p in pairs]))
+        else:
+            with torch.no_grad():
+                ref_c, ref_r = pair_logprobs(ref, pairs, tokenizer.eot, rt.device)
+        losses, chosen_r, rejected_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type,
+                                                cfg.label_smoothing)
+        share = len(pairs) / (cfg.batch_size / rt.world_size)  # this micro-batch's share of the rank's pairs
+        stats = {k: v * share for k, v in trl_metrics(losses, chosen_r, rejected_r, pi_c, pi_r).items()}
+        return losses.mean() * share, stats
+
+    def evaluate(step):
+        metrics = {}
+        if val:
+            metrics.update({f"val/{k}": v for k, v in evaluate_pairs(raw_policy, ref, val, cfg, tokenizer.eot,
+                                                                     rt).items()})
+        if kl_rows and rt.is_master:
+            metrics["eval/kl"], metrics["eval/gold_reward"] = sampled_kl_and_gold(raw_policy, ref, tokenizer,
+                                                                                 kl_rows, rt, cfg.seed)
+        if suites and rt.is_master:
+            from eval import chat_scorecard
+            scores, _ = chat_scorecard(raw_policy, tokenizer, suites, rt)
+            metrics.update({f"eval/{k}": v for k, v in scores.items()})
+        rt.print(f"step {step}: " + " | ".join(f"{k.split('/', 1)[-1]} {v:.3f}" for k, v in metrics.items()))
+        run.evaluated(step, metrics, best_key="val/loss" if val else None)
+        policy.train()
+        return metrics
+
+    if run.start_step == 0:
+        evaluate(0)
+    policy.train()
+    metrics = {}
+    for step in run.steps:
+        seed_step(cfg.seed, step, rt.rank)
+        lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        mine = [train_pairs[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train_pairs), cfg.batch_size),
+                                                   rt)]
+        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in mine], cfg.micro_batch_size)
+        stats = accumulate_gradients(policy, [[p for _, p in mb] for mb in micro_batches], micro_loss, rt)
+        grad_norm = optimizer_step(policy, optimizer, lr, cfg.grad_clip)
+        run.step_done(step, lr=lr, grad_norm=grad_norm,
+                      **{f"train/{k}": rt.all_reduce_mean(v) for k, v in stats.items()})
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            metrics = evaluate(step)
+            plot(run, suites)
+    if run.start_step < cfg.max_steps:
+        run.finished(f"val margin {metrics.get('val/rewards/margins', float('nan')):.3f}, KL to the reference "
+                     f"{metrics.get('eval/kl', float('nan')):.2f}; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, "
+                     f"dpo.png" + (", scorecard.png" if suites else ""))
+    return metrics
+
+
+def plot(run, suites):
+    run.metrics.plot("dpo.png", {
+        "loss": ["train/loss", "val/loss"],
+        "implicit rewards": ["train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins"],
+        "accuracy": ["train/rewards/accuracies", "val/rewards/accuracies"],
+        "KL to reference (sampled)": ["eval/kl"]}, title="DPO")
+    if suites:
+        keys = ["refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory"]
+        run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": [f"eval/{k}" for k in keys]},
+                         title="DPO: scorecard during training")
+
+
+# ----------------------------------------------------------------------------- the beta sweep
+
+
+def sweep(cfg):
+    """One DPO run per beta, then the DPO paper's frontier redrawn on the world: gold reward of
+    sampled replies against their KL to the reference (the SFT model sits at KL 0)."""
+    betas = [float(b) for b in cfg.sweep.split(",") if b]
+    world = world_folder(cfg.data)
+    if world is None:
+        raise UserError("--sweep plots the world's gold reward: use it with the world's data")
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first")
+    rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
+    points = [{"beta": "SFT", "kl": 0.0, "gold_reward": sampled_kl_and_gold(ref, ref, tokenizer, rows, rt,
+                                                                            cfg.seed)[1]}]
+    for beta in betas:
+        out = os.path.join(cfg.out_dir, f"beta_{beta:g}")
+        print(f"=== beta {beta:g} -> {out}")
+        metrics = train(replace(cfg, beta=beta, out_dir=out, sweep=None, eval_per_suite=0))
+        points.append({"beta": beta, "kl": metrics["eval/kl"], "gold_reward": metrics["eval/gold_reward"]})
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    with open(os.path.join(cfg.out_dir, "frontier.json"), "w") as f:
+        json.dump(points, f, indent=1)
+    draw_frontier(points, os.path.join(cfg.out_dir, "frontier.png"))
+    for p in points:
+        print(f"beta {p['beta']}: KL {p['kl']:.2f}, gold reward {p['gold_reward']:.3f}")
+    print(f"wrote {cfg.out_dir}/frontier.png and frontier.json")
+
+
+def draw_frontier(points, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([p["kl"] for p in points], [p["gold_reward"] for p in points], "o-")
+    for p in points:
+        ax.annotate(f"beta={p['beta']}" if p["beta"] != "SFT" else "SFT", (p["kl"], p["gold_reward"]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("KL(policy || reference), nats per reply")
+    ax.set_ylabel("world gold reward (mean)")
+    ax.set_title("DPO: reward vs KL frontier on the world")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    cfg = parse_config(DPOConfig, description=__doc__)
+    if cfg.sweep:
+        return sweep(cfg)
+    train(cfg)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,448 @@
+"""
+Stage 3c, RLHF with PPO (Ziegler et al. 2019; Stiennon et al. 2020; Ouyang et al. 2022): the
+policy samples replies, the reward model scores them, and PPO pushes the policy towards higher
+reward while a per-token KL penalty keeps it near the SFT model. GRPO (Shao et al. 2024) is a
+variant without a value model.
+
+    python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~8 min
+    python ppo.py --beta=0 --out_dir=out/ppo_beta0  # no KL penalty: does the policy hack the reward model?
+    python ppo.py --algo=grpo --reward=gold --prompt_categories=arithmetic,tool --out_dir=out/grpo
+
+One iteration:
+  1. rollouts: sample a reply per prompt (GRPO: group_size per prompt) at temperature T, tool
+     calls executed as in chat.py; a reply that never ends its turn gets missing_eos_score;
+  2. score: the reward model at the reply's end-of-turn token (or --reward=gold, the world's rules);
+  3. log-probs of the policy ("old") and of the reference, values from the value model, all from
+     one forward pass each over the rollouts, with logits divided by T as when sampling;
+  4. per-token rewards: -beta * (log pi - log ref) on every generated token, plus the score on the
+     last one; advantages by GAE over generated tokens only (tool output is the environment's),
+     whitened over real tokens; GRPO: the group-normalised score as every token's advantage;
+  5. ppo_epochs passes over the rollouts in minibatches: clipped policy loss, clipped value loss
+     (GRPO: clipped policy loss + beta * k3 KL estimate to the reference, no value model).
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from chat import respond
+from common import (Path, TrainingRun, UserError, batch_indices, derived_seed, grad_sync, load_model, lr_at,
+                    optimizer_step, parse_config, rank_slice, read_jsonl, repo_path, run_main, seed_step,
+                    setup_runtime, world_folder, wrap_ddp)
+from model import token_logprobs
+
+
+@dataclass
+class PPOConfig:
+    algo: str = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
+    # models and data
+    init_from: str = "out/sft"  # the policy and the frozen reference start here
+    reward_model: str = "out/reward"  # the learned reward; PPO's value model starts from it too
+    reward: str = "model"  # model: the reward model's score; gold: the world's rule-based gold_reward
+    prompts: Path = "data/world/rl_prompts.jsonl"  # prompts (JSONL {"prompt": [messages], ...})
+    prompt_categories: Optional[str] = None  # keep only prompts whose info.category is in this comma list
+    out_dir: Path = "out/ppo"  # checkpoints, metrics.jsonl, plots and sample tables go here
+    resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    # rollouts
+    rollout_batch: int = 32  # prompts per iteration, over all processes
+    group_size: int = 4  # GRPO: replies sampled per prompt
+    max_new_tokens: int = 48  # longest reply
+    temperature: float = 0.7  # sampling temperature; log-probs everywhere use logits / temperature
+    missing_eos_score: float = -2.0  # the score of a reply that never ends its turn
+    # reward shaping
+    beta: float = 0.05  # KL penalty coefficient (the start value when adaptive)
+    target_kl: Optional[float] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
+    kl_horizon: int = 2000  # adaptive controller horizon, in rollouts
+    # optimisation
+    max_steps: int = 50  # iterations (rollouts + PPO epochs)
+    ppo_epochs: int = 2  # passes over each iteration's rollouts
+    minibatch_size: int = 16  # rollouts per optimizer step, over all processes
+    micro_batch_size: int = 8  # rollouts per forward/backward pass in one process
+    learning_rate: float = 3e-5  # peak learning rate (policy and value)
+    min_lr: float = 3e-5  # learning rate at the end (cosine decay)
+    warmup_steps: int = 0  # linear warmup from 0, in iterations
+    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    clip_range: float = 0.2  # PPO's policy ratio clip epsilon
+    clip_range_value: float = 0.2  # value prediction clip around the rollout's values
+    vf_coef: float = 0.1  # weight of the value loss
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
+    # evaluation and logging
+    eval_interval: int = 10  # scorecard, sample table and checkpoint every this many iterations
+    eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: none)
+    log_interval: int = 1  # print a progress line every this many iterations
+    # system
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    seed: int = 1337  # seed for prompts and sampling
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+
+class PolicyAndValue(nn.Module):
+    """Policy and value model under one module, so one optimizer and one DDP wrapper serve both."""
+
+    def __init__(self, policy, value=None):
+        super().__init__()
+        self.policy, self.value = policy, value
+
+    def forward(self, ids, temperature):
+        logits, _ = self.policy(ids)
+        values = self.value.score(ids) if self.value is not None else None
+        return logits.float() / temperature, values
+
+
+def rollout_tensors(tokenizer, prompts, replies, device):
+    """Rollouts -> right-padded token ids (B, T) and masks over positions (B, T - 1) that line up
+    with the predictions: position t holds what is known about token t + 1 (its log-prob under
+    the logits at t, the value of the state before it).
+      action: 1 where token t + 1 was generated by the policy (0 on prompt, tool output, padding)
+      last:   1 at the last generated token of each reply (where the score is added)"""
+    seqs = [tokenizer.render_prompt(p) + r.tokens for p, r in zip(prompts, replies)]
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), tokenizer.eot, dtype=torch.long)
+    action = torch.zeros((len(seqs), T - 1))
+    last = torch.zeros((len(seqs), T - 1))
+    for i, (seq, reply) in enumerate(zip(seqs, replies)):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        start = len(seq) - len(reply.tokens) - 1  # position predicting the reply's first token
+        action[i, start:start + len(reply.tokens)] = torch.tensor(reply.action_mask, dtype=torch.float)
+        generated = [start + k for k, a in enumerate(reply.action_mask) if a]
+        if generated:
+            last[i, generated[-1]] = 1
+    return ids.to(device), action.to(device), last.to(device)
+
+
+@torch.no_grad()
+def forward_in_chunks(fn, ids, micro_batch_size):
+    """fn over the rows of ids in the same micro-batches that training uses (identical shapes,
+    so the first minibatch reproduces these numbers exactly: ratio 1)."""
+    outs = [fn(ids[i:i + micro_batch_size]) for i in range(0, len(ids), micro_batch_size)]
+    return [torch.cat(parts) if parts[0] is not None else None for parts in zip(*outs)]
+
+
+def policy_outputs(model, ids, temperature):
+    """Log-probs of each next token (B, T - 1), entropy (B, T - 1) and values (B, T - 1) or None."""
+    logits, values = model(ids, temperature)
+    logits = logits[:, :-1]
+    logprobs = token_logprobs(logits, ids[:, 1:])
+    entropy = torch.distributions.Categorical(logits=logits).entropy()
+    return logprobs, entropy, values[:, :-1] if values is not None else None
+
+
+# ----------------------------------------------------------------------------- advantages
+
+
+def masked_mean(x, mask, dim=None):
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1) if dim is not None else (x * mask).sum() / mask.sum()
+
+
+def whiten(x, mask, rt, shift_mean=True):
+    """Normalise x to mean 0, std 1 over the real (mask = 1) tokens of the global batch; padding
+    never enters the statistics."""
+    stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).double()
+    if rt.ddp:
+        torch.distributed.all_reduce(stats)
+    mean = stats[0] / stats[2]
+    var = stats[1] / stats[2] - mean ** 2
+    out = (x - mean.float()) * torch.rsqrt(var.float() + 1e-8)
+    return (out if shift_mean else out + mean.float()) * mask
+
+
+def per_token_rewards(scores, logprobs, ref_logprobs, action, last, beta):
+    """Per-token KL penalty -beta * (log pi - log ref) on every generated token, plus the score at
+    the reply's last token (Ziegler et al. 2019). Returns (rewards, the KL term alone)."""
+    kl = (logprobs - ref_logprobs) * action
+    return -beta * kl + scores[:, None] * last, kl
+
+
+def gae(rewards, values, action, gamma, lam):
+    """Generalised advantage estimation (Schulman et al. 2016) over each row's generated tokens
+    only: tool-output tokens between two generated ones are skipped, as the environment's part.
+        delta_k = r_k + gamma * V_{k+1} - V_k   (V after the last token is 0)
+        A_k = delta_k + gamma * lam * A_{k+1}
+    Returns advantages and returns (A + V), zero outside the action positions."""
+    advantages = torch.zeros_like(rewards)
+    for i in range(rewards.size(0)):
+        steps = action[i].nonzero().squeeze(1)
+        next_value, next_advantage = 0.0, 0.0
+        for t in reversed(steps.tolist()):
+            delta = rewards[i, t] + gamma * next_value - values[i, t]
+            next_advantage = delta + gamma * lam * next_advantage
+            advantages[i, t] = next_advantage
+            next_value = values[i, t]
+    return advantages, (advantages + values) * action
+
+
+def group_advantages(scores, group_size, eps=1e-6):
+    """GRPO: each reply's score normalised within its prompt's group of group_size replies."""
+    groups = scores.view(-1, group_size)
+    normalised = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
+    return normalised.view(-1)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def clipped_policy_loss(logprobs, old_logprobs, advantages, action, clip_range, per_sequence=False):
+    """PPO's clipped surrogate (Schulman et al. 2017), as a loss: the mean over generated tokens of
+    max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)); per_sequence: the mean over each reply's
+    tokens, then over replies (GRPO's 1/G sum_i 1/|o_i| sum_t). Also the ratio and clip fraction."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    losses = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range))
+    clipped = ((ratio - 1).abs() > clip_range).float()
+    loss = masked_mean(losses, action, dim=1).mean() if per_sequence else masked_mean(losses, action)
+    return loss, ratio, masked_mean(clipped, action)
+
+
+def clipped_value_loss(values, old_values, returns, action, clip_range_value):
+    """0.5 * max((V - R)^2, (V_clipped - R)^2), V_clipped within clip_range_value of the rollout's value."""
+    clipped = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)
+    return 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), action)
+
+
+def k3_kl(logprobs, ref_logprobs):
+    """The k3 estimator of KL(pi || ref) per token (Schulman 2020), as GRPO uses it:
+    exp(ref - logp) - (ref - logp) - 1, unbiased and never negative."""
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1
+
+
+class AdaptiveKL:
+    """Ziegler et al.'s controller: raise beta when the KL is above target, lower it when below,
+    by at most 20% per horizon of rollouts."""
+
+    def __init__(self, beta, target, horizon):
+        self.beta, self.target, self.horizon = beta, target, horizon
+
+    def update(self, kl, n_rollouts):
+        if self.target is not None:
+            error = float(np.clip(kl / self.target - 1, -0.2, 0.2))
+            self.beta *= 1 + error * n_rollouts / self.horizon
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+@torch.no_grad()
+def reward_model_scores(reward_model, ids, replies, tokenizer, rt):
+    """The reward model's score at the last token of prompt + reply (the end-of-turn token of a
+    finished reply), on exactly the tokens that were sampled."""
+    lengths = (ids != tokenizer.eot).long().cumsum(1).argmax(1)  # index of the last real token
+    with rt.autocast():
+        return reward_model.score(ids, at=lengths)
+
+
+def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
+    """(scores used for training, gold rewards or None) for each rollout; a reply that never
+    ended its turn scores missing_eos_score either way."""
+    from data.world.checkers import gold_reward
+    has_info = all("info" in r for r in rows)
+    gold = torch.tensor([gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies)], device=rt.device) \
+        if has_info else None
+    scores = gold.clone() if cfg.reward == "gold" else reward_model_scores(reward_model, ids, replies, tokenizer, rt)
+    ended = torch.tensor([x.ended for x in replies], device=rt.device)
+    return torch.where(ended, scores.float(), torch.full_like(scores.float(), cfg.missing_eos_score)), gold
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def load_prompts(cfg):
+    world_folder(cfg.prompts)  # a fresh clone: generates the default world first
+    rows = []
+    for line, row in read_jsonl(cfg.prompts):
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), list):
+            raise UserError(f'{cfg.prompts}:{line}: expected {{"prompt": [messages], ...}}')
+        rows.append(row)
+    if cfg.prompt_categories:
+        keep = set(cfg.prompt_categories.split(","))
+        rows = [r for r in rows if r.get("info", {}).get("category") in keep]
+        if not rows:
+            raise UserError(f"no prompt in {cfg.prompts} has a category in --prompt_categories={cfg.prompt_categories}")
+    if cfg.reward == "gold" and not all("info" in r for r in rows):
+        raise UserError("--reward=gold needs the world's prompts (rows with an 'info' field)")
+    return rows
+
+
+def load_models(cfg, rt):
+    hint = "make it with `python sft.py` first"
+    policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)  # dropout off: exact ratios
+    ref, _, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)
+    ref.eval().requires_grad_(False)
+    reward_model = value = None
+    if cfg.reward == "model":
+        reward_model, rm_tokenizer, _ = load_model(cfg.reward_model, rt.device, dropout=0.0,
+                                                   hint="make it with `python reward.py` first")
+        if reward_model.scalar_head is None or rm_tokenizer.spec != tokenizer.spec:
+            raise UserError(f"{cfg.reward_model} is not a reward model with the policy's tokenizer")
+        reward_model.eval().requires_grad_(False)
+    if cfg.algo == "ppo":
+        # the value model starts from the reward model (Ouyang et al.), else from the SFT model with a new head
+        source = cfg.reward_model if os.path.exists(os.path.join(repo_path(cfg.reward_model), "ckpt.pt")) \
+            else cfg.init_from
+        value, _, _ = load_model(source, rt.device, dropout=0.0, scalar_head=True)
+    return policy, ref, reward_model, value, tokenizer
+
+
+def main():
+    cfg = parse_config(PPOConfig, description=__doc__)
+    if cfg.algo not in ("ppo", "grpo") or cfg.reward not in ("model", "gold"):
+        raise UserError(f"--algo={cfg.algo} --reward={cfg.reward}: expected algo ppo or grpo, reward model or gold")
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    rows = load_prompts(cfg)
+    policy, ref, reward_model, value, tokenizer = load_models(cfg, rt)
+    model = PolicyAndValue(policy, value)
+    per_rank = cfg.rollout_batch // rt.world_size * (cfg.group_size if cfg.algo == "grpo" else 1)
+    minibatch = cfg.minibatch_size // rt.world_size
+    if cfg.rollout_batch % rt.world_size or per_rank % minibatch or minibatch % cfg.micro_batch_size:
+        raise UserError("rollout_batch, minibatch_size and micro_batch_size must divide evenly over processes")
+
+    optimizer = policy.configure_optimizer(cfg.learning_rate, 0.0, (0.9, 0.95), rt.device.type,
+                                           extra_modules=[value] if value is not None else [])
+    run = TrainingRun(cfg, rt, cfg.algo, policy, tokenizer, optimizer)
+    kl_control = AdaptiveKL(run.extra.get("extra_beta", cfg.beta), cfg.target_kl, cfg.kl_horizon)
+    if value is not None and "extra_value" in run.extra:
+        value.load_state_dict(run.extra["extra_value"])
+    ddp_model = wrap_ddp(model, rt)
+    suites, world = None, world_folder(cfg.prompts)
+    if cfg.eval_per_suite and world:
+        from eval import load_suites
+        suites = load_suites(world, cfg.eval_per_suite)
+    rt.print(f"{cfg.algo.upper()}: {len(rows)} prompts, {cfg.rollout_batch} per iteration"
+             + (f" x {cfg.group_size} replies" if cfg.algo == "grpo" else "")
+             + f", reward: {'the reward model ' + cfg.reward_model if cfg.reward == 'model' else 'gold (rules)'}, "
+               f"beta {kl_control.beta}{' adaptive' if cfg.target_kl else ''}")
+
+    def evaluate(step, batch_rows=None, replies=None, scores=None, gold=None):
+        metrics = {}
+        if suites and rt.is_master:
+            from eval import chat_scorecard
+            scores_card, _ = chat_scorecard(policy, tokenizer, suites, rt)
+            metrics.update({f"eval/{k}": v for k, v in scores_card.items()})
+            rt.print(f"step {step}: " + " | ".join(f"{k[5:]} {v:.2f}" for k, v in metrics.items()))
+        if replies is not None and rt.is_master:
+            write_samples(cfg.out_dir, step, batch_rows, replies, scores, gold)
+        extra = {"extra_beta": kl_control.beta}
+        if value is not None:
+            extra["extra_value"] = value.state_dict()
+        run.evaluated(step, metrics, **extra)
+
+    if run.start_step == 0:
+        if rt.is_master:  # a fresh run starts a fresh table of samples
+            os.makedirs(cfg.out_dir, exist_ok=True)
+            with open(os.path.join(cfg.out_dir, "samples.md"), "w") as f:
+                f.write(f"# {cfg.algo.upper()} rollouts: prompt, reply, training score, gold reward\n")
+        evaluate(0)
+    for step in run.steps:
+        seed_step(cfg.seed, step, rt.rank)
+        lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        # 1. rollouts
+        batch_rows = [rows[i] for i in rank_slice(batch_indices(cfg.seed, step, len(rows), cfg.rollout_batch), rt)]
+        if cfg.algo == "grpo":
+            batch_rows = [r for r in batch_rows for _ in range(cfg.group_size)]
+        prompts = [r["prompt"] for r in batch_rows]
+        generator = torch.Generator(device=rt.device).manual_seed(derived_seed(cfg.seed, step, rt.rank))
+        replies = respond(policy, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, tools=True,
+                          generator=generator)
+        ids, action, last = rollout_tensors(tokenizer, prompts, replies, rt.device)
+        # 2. scores; 3. old and reference log-probs, values
+        scores, gold = score_rollouts(cfg, batch_rows, replies, ids, reward_model, tokenizer, rt)
+        with rt.autocast():
+            old_logprobs, entropy, old_values = forward_in_chunks(
+                lambda x: policy_outputs(model, x, cfg.temperature), ids, cfg.micro_batch_size)
+            ref_logprobs, = forward_in_chunks(
+                lambda x: (token_logprobs(ref(x)[0][:, :-1].float() / cfg.temperature, x[:, 1:]),), ids,
+                cfg.micro_batch_size)
+        # 4. rewards and advantages
+        if cfg.algo == "ppo":
+            rewards, kl = per_token_rewards(scores, old_logprobs, ref_logprobs, action, last, kl_control.beta)
+            advantages, returns = gae(rewards, old_values, action, cfg.gamma, cfg.lam)
+            advantages = whiten(advantages, action, rt)
+        else:
+            kl = (old_logprobs - ref_logprobs) * action
+            advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
+        # 5. PPO epochs over minibatches
+        second_loss = "loss/value" if cfg.algo == "ppo" else "loss/kl"
+        stats = {"loss/policy": [], second_loss: [], "policy/approxkl": [], "policy/clipfrac": [], "val/ratio": []}
+        order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rt.rank, 1))
+        for epoch in range(cfg.ppo_epochs):
+            # the first pass keeps the rollout order, so its first minibatch sees ratio == 1 exactly
+            order = torch.arange(len(ids)) if epoch == 0 else torch.randperm(len(ids), generator=order_gen)
+            for start in range(0, len(ids), minibatch):
+                rows_mb = order[start:start + minibatch]
+                chunks = list(rows_mb.split(cfg.micro_batch_size))
+                for k, chunk in enumerate(chunks):
+                    with grad_sync(ddp_model, k == len(chunks) - 1), rt.autocast():
+                        logprobs, _, values = policy_outputs(ddp_model, ids[chunk], cfg.temperature)
+                        pg_loss, ratio, clipfrac = clipped_policy_loss(
+                            logprobs, old_logprobs[chunk], advantages[chunk], action[chunk], cfg.clip_range,
+                            per_sequence=cfg.algo == "grpo")
+                        if cfg.algo == "ppo":
+                            vf_loss = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
+                                                         cfg.clip_range_value)
+                            loss = pg_loss + cfg.vf_coef * vf_loss
+                        else:
+                            vf_loss = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
+                            loss = pg_loss + kl_control.beta * vf_loss
+                    (loss * len(chunk) / len(rows_mb)).backward()
+                    log_ratio = (logprobs - old_logprobs[chunk]).detach()
+                    stats["loss/policy"].append(pg_loss.item())
+                    stats[second_loss].append(vf_loss.item())
+                    stats["policy/approxkl"].append(0.5 * masked_mean(log_ratio ** 2, action[chunk]).item())
+                    stats["policy/clipfrac"].append(clipfrac.item())
+                    stats["val/ratio"].append(masked_mean(ratio.detach(), action[chunk]).item())
+                grad_norm = optimizer_step(ddp_model, optimizer, lr, cfg.grad_clip)
+
+        # metrics: per reply, averaged over every process's rollouts
+        kl_per_reply = kl.sum(1)
+        kl_control.update(rt.all_reduce_mean(kl_per_reply.mean().item()), cfg.rollout_batch)
+        values_logged = {
+            "objective/scores": scores.mean().item(), "objective/kl": kl_per_reply.mean().item(),
+            "objective/entropy": masked_mean(entropy, action).item(),
+            "objective/rlhf_reward": (scores - kl_control.beta * kl_per_reply).mean().item(),
+            "reply_length": action.sum(1).mean().item(),
+            **{k: float(np.mean(v)) for k, v in stats.items() if v}}
+        if gold is not None:
+            values_logged["objective/gold_reward"] = gold.mean().item()
+        run.step_done(step, lr=lr, grad_norm=grad_norm, beta=kl_control.beta,
+                      **{k: rt.all_reduce_mean(v) for k, v in values_logged.items()})
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            evaluate(step, batch_rows, replies, scores, gold)
+            plot(run, suites)
+    if run.start_step < cfg.max_steps:
+        run.finished(f"wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, ppo.png, samples.md")
+
+
+def write_samples(out_dir, step, rows, replies, scores, gold, n=6):
+    """Append a table of (prompt, reply, score, gold reward) from this iteration's rollouts."""
+    from chat import describe
+    lines = [f"\n## step {step}\n", "| prompt | reply | score | gold |", "|---|---|---:|---:|"]
+    for i in range(min(n, len(rows))):
+        prompt = rows[i]["prompt"][-1]["content"].replace("|", "/")
+        reply = describe(replies[i]).replace("|", "/").replace("\n", " ")
+        g = f"{gold[i].item():.2f}" if gold is not None else "-"
+        lines.append(f"| {prompt} | {reply} | {scores[i].item():.2f} | {g} |")
+    with open(os.path.join(out_dir, "samples.md"), "a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def plot(run, suites):
+    run.metrics.plot("ppo.png", {
+        "reward": ["objective/scores", "objective/gold_reward", "objective/rlhf_reward"],
+        "KL to reference (per reply)": ["objective/kl"],
+        "policy": ["policy/approxkl", "policy/clipfrac", "objective/entropy"],
+        "losses": ["loss/policy", "loss/value", "loss/kl"]}, title="RLHF")
+    if suites:
+        keys = ["refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic"]
+        run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": [f"eval/{k}" for k in keys]},
+                         title="RL: scorecard during training")
+
+
+if __name__ == "__main__":
+    run_main(main)

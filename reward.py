@@ -1,0 +1,241 @@
+"""
+Stage 3a, the reward model: a learned stand-in for human raters, trained on preference pairs
+with the Bradley-Terry model (Christiano et al. 2017; Ouyang et al. 2022). PPO optimises it.
+
+    python reward.py                              # from out/sft on the world's pairs, CPU, ~3 min
+    python reward.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
+                     --val_data=data/hh_rlhf/val.jsonl --out_dir=out/reward_hh   # GPU
+    python reward.py --score=pairs.jsonl          # score {"prompt", "reply"} rows with out/reward
+
+The model is the GPT body with a scalar head, read at the last real token of prompt + reply
+(the reply's end-of-turn token). For a pair with rewards r_c (chosen) and r_r (rejected):
+
+    loss = -log sigmoid(r_c - r_r - margin) + center_coef * mean((r_c + r_r)^2)
+
+The first term is the Bradley-Terry likelihood that the chosen reply wins; the optional margin
+asks for a minimum gap (Llama 2); the centering term keeps rewards near zero (Eisenstein et al.
+2023). After training, the head's bias is shifted so that the chosen replies score 0 on average:
+rewards then mean "better or worse than the demonstrations", a natural zero for PPO.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import (Path, TrainingRun, UserError, accumulate_gradients, as_messages, batch_indices,
+                    grad_accum_steps, length_sorted_micro_batches, load_model, load_preferences, lr_at,
+                    optimizer_step, pad_right, parse_config, rank_slice, read_jsonl, run_main, score_replies, seed_step,
+                    setup_runtime, world_folder, wrap_ddp)
+
+
+@dataclass
+class RewardConfig:
+    # data and output
+    init_from: str = "out/sft"  # the model whose body the reward model starts from (a run folder, or gpt2...)
+    data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL, TRL format)
+    val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
+    out_dir: Path = "out/reward"  # checkpoints, metrics.jsonl and plots go here
+    resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    # loss
+    margin: float = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
+    center_coef: float = 0.0  # reward centering coefficient (Eisenstein et al.; 0.01 is typical)
+    # optimisation
+    batch_size: int = 32  # pairs per optimizer step, over all processes
+    micro_batch_size: int = 8  # pairs per forward/backward pass in one process
+    max_steps: int = 250  # optimizer steps
+    learning_rate: float = 3e-4  # peak learning rate
+    min_lr: float = 3e-5  # learning rate at the end of the cosine decay
+    warmup_steps: int = 20  # linear warmup from 0
+    weight_decay: float = 0.1  # AdamW weight decay on matrices
+    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    # evaluation and logging
+    eval_interval: int = 50  # val metrics and checkpoint every this many steps
+    log_interval: int = 10  # print a progress line every this many steps
+    correlation_samples: int = 200  # world only: SFT replies scored by both the reward model and gold_reward
+    # scoring mode
+    score: Optional[Path] = None  # score the {"prompt", "reply"} rows of this JSONL with out_dir's model, then exit
+    # system
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    seed: int = 1337  # seed for batches
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def pair_rewards(model, pairs, pad_id, device):
+    """Rewards of the chosen and rejected replies (B,), (B,): one forward pass over both,
+    right-padded, each read at its last real token (the end-of-turn token)."""
+    seqs = [p["chosen"][0] for p in pairs] + [p["rejected"][0] for p in pairs]
+    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T)
+    rewards = model.score(ids, at=lengths - 1)  # causal attention: right padding never reaches real tokens
+    return rewards[:len(pairs)], rewards[len(pairs):]
+
+
+def bradley_terry_loss(r_chosen, r_rejected, margin=0.0, center_coef=0.0):
+    """Per-pair loss (B,): -log sigmoid(r_c - r_r - margin) + center_coef * (r_c + r_r)^2."""
+    return -F.logsigmoid(r_chosen - r_rejected - margin) + center_coef * (r_chosen + r_rejected) ** 2
+
+
+def pair_metrics(r_chosen, r_rejected):
+    margin = r_chosen - r_rejected
+    rewards = torch.cat([r_chosen, r_rejected])
+    return {"accuracy": (margin > 0).float().mean().item(),  # strict: a tie is not a win
+            "margin": margin.mean().item(), "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item()}
+
+
+@torch.no_grad()
+def evaluate(model, pairs, cfg, pad_id, rt, batch_size=64):
+    """Loss, accuracy, margin and reward statistics on pairs; accuracy per category when the pairs
+    carry one (the world's info.pair)."""
+    model.eval()
+    chosen, rejected = [], []
+    for i in range(0, len(pairs), batch_size):
+        with rt.autocast():
+            c, r = pair_rewards(model, pairs[i:i + batch_size], pad_id, rt.device)
+        chosen.append(c.float())
+        rejected.append(r.float())
+    chosen, rejected = torch.cat(chosen), torch.cat(rejected)
+    metrics = {"loss": bradley_terry_loss(chosen, rejected, cfg.margin, cfg.center_coef).mean().item(),
+               **pair_metrics(chosen, rejected)}
+    categories = [p["info"].get("pair") for p in pairs]
+    for category in sorted({c for c in categories if c}):
+        rows = torch.tensor([c == category for c in categories])
+        metrics[f"accuracy/{category}"] = (chosen[rows] > rejected[rows]).float().mean().item()
+    model.train()
+    return metrics, chosen
+
+
+# ----------------------------------------------------------------------------- reward vs gold
+
+
+def gold_correlation(reward_model, cfg, tokenizer, world, rt):
+    """Spearman rank correlation between the reward model and the world's gold_reward on replies
+    sampled from the SFT model (what PPO will score): does the learned reward rank real
+    behaviour the way the rules do?"""
+    from chat import respond
+    from data.world.checkers import gold_reward
+    policy, _, _ = load_model(cfg.init_from, rt.device)
+    rows = [row for _, row in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.correlation_samples]
+    g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
+    replies = respond(policy, tokenizer, [r["prompt"] for r in rows], 96, temperature=1.0, generator=g)
+    rm = score_replies(reward_model, tokenizer, [r["prompt"] for r in rows], [x.messages for x in replies], rt)
+    gold = [gold_reward(row, x.messages, x.ended) for row, x in zip(rows, replies)]
+    return spearman(rm, gold)
+
+
+def spearman(a, b):
+    """Spearman's rho: the Pearson correlation of the ranks (ties get their average rank)."""
+    def ranks(x):
+        x = np.asarray(x, dtype=float)
+        order = x.argsort(kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        for v in np.unique(x):  # average rank within ties
+            r[x == v] = r[x == v].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def score_file(cfg, rt):
+    """--score=FILE: print the reward of each {"prompt", "reply"} row (strings or message lists)."""
+    model, tokenizer, ckpt = load_model(cfg.out_dir, rt.device, hint="train one with `python reward.py` first")
+    if model.scalar_head is None:
+        raise UserError(f"{cfg.out_dir} is not a reward model")
+    rows = read_jsonl(cfg.score)
+    for line, row in rows:
+        if not isinstance(row, dict) or not {"prompt", "reply"} <= row.keys():
+            raise UserError(f'{cfg.score}:{line}: expected {{"prompt": ..., "reply": ...}}')
+    scores = score_replies(model, tokenizer, [r["prompt"] for _, r in rows], [r["reply"] for _, r in rows], rt)
+    for (_, row), s in zip(rows, scores):
+        reply = as_messages(row["reply"], "assistant")[-1].get("content") or ""
+        print(json.dumps({"reward": round(s, 4), "reply": reply[:80]}))
+
+
+def main():
+    cfg = parse_config(RewardConfig, description=__doc__)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    if cfg.score:
+        return score_file(cfg, rt)
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
+
+    # model: the SFT body with a new scalar head (Ouyang et al. start the reward model from SFT)
+    model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
+                                     hint="make it with `python sft.py` first")
+    world = world_folder(cfg.data)
+    block = model.config.block_size
+    train, truncated = load_preferences(cfg.data, tokenizer, block)
+    val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
+    rt.print(f"{len(train):,} training pairs ({truncated} truncated to block_size={block}, keeping the end of "
+             f"the reply); {len(val):,} val pairs")
+
+    optimizer = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (0.9, 0.95), rt.device.type)
+    run = TrainingRun(cfg, rt, "reward", model, tokenizer, optimizer)
+    raw_model, model = model, wrap_ddp(model, rt)
+
+    def micro_loss(model, pairs):
+        r_chosen, r_rejected = pair_rewards(model, pairs, tokenizer.eot, rt.device)
+        losses = bradley_terry_loss(r_chosen, r_rejected, cfg.margin, cfg.center_coef)
+        share = len(pairs) / (cfg.batch_size / rt.world_size)  # this micro-batch's share of the rank's pairs
+        stats = {k: v * share for k, v in pair_metrics(r_chosen.detach(), r_rejected.detach()).items()}
+        return losses.mean() * share, {"loss": losses.mean().item() * share, **stats}
+
+    def evaluate_and_save(step):
+        if not val:
+            return run.evaluated(step, {})
+        metrics, _ = evaluate(raw_model, val, cfg, tokenizer.eot, rt)
+        rt.print(f"step {step}: val " + " | ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        run.evaluated(step, {f"val/{k}": v for k, v in metrics.items()}, best_key="val/accuracy",
+                      higher_is_better=True)
+
+    if run.start_step == 0:
+        evaluate_and_save(0)
+    model.train()
+    for step in run.steps:
+        seed_step(cfg.seed, step, rt.rank)
+        lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        mine = [train[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train), cfg.batch_size), rt)]
+        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in mine], cfg.micro_batch_size)
+        stats = accumulate_gradients(model, [[p for _, p in mb] for mb in micro_batches], micro_loss, rt)
+        grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
+        run.step_done(step, lr=lr, grad_norm=grad_norm, **{f"train/{k}": rt.all_reduce_mean(v)
+                                                           for k, v in stats.items()})
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            evaluate_and_save(step)
+            run.metrics.plot("reward.png", {"loss": ["train/loss", "val/loss"],
+                                            "accuracy": ["train/accuracy", "val/accuracy"],
+                                            "margin": ["train/margin", "val/margin"]}, title="reward model")
+
+    if run.start_step >= cfg.max_steps or not rt.is_master:
+        return
+    # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average.
+    _, chosen_rewards = evaluate(raw_model, train, cfg, tokenizer.eot, rt)
+    shift = chosen_rewards.mean().item()
+    with torch.no_grad():
+        raw_model.scalar_head.bias -= shift
+    final = {}
+    if val:
+        final, _ = evaluate(raw_model, val, cfg, tokenizer.eot, rt)
+        rt.print("held-out pair accuracy by category: " + ", ".join(
+            f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")))
+    if world and cfg.correlation_samples > 0:
+        final["spearman_vs_gold"] = gold_correlation(raw_model, cfg, tokenizer, world, rt)
+        rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "
+                 f"{final['spearman_vs_gold']:.3f}")
+    run.evaluated(cfg.max_steps, {f"val/{k}": v for k, v in final.items()} | {"reward_shift": shift},
+                  best_key=None)
+    run.finished(f"val accuracy {final.get('accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
+                 f"chosen replies average 0; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, reward.png")
+
+
+if __name__ == "__main__":
+    run_main(main)

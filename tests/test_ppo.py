@@ -1,0 +1,134 @@
+"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, GRPO advantages."""
+import math
+
+import pytest
+import torch
+
+from chat import Reply
+from common import setup_runtime
+from model import GPT, GPTConfig
+from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
+                 group_advantages, k3_kl, per_token_rewards, policy_outputs, rollout_tensors, whiten)
+from tokenizer import Tokenizer
+
+RT = setup_runtime("cpu")
+
+
+def test_gae_three_steps_by_hand():
+    # gamma 0.9, lambda 0.8: delta_2 = 2 - 0.3 = 1.7; delta_1 = 0 + 0.9 * 0.3 - 0.4 = -0.13;
+    # delta_0 = 1 + 0.9 * 0.4 - 0.5 = 0.86; A_2 = 1.7, A_1 = -0.13 + 0.72 * 1.7 = 1.094,
+    # A_0 = 0.86 + 0.72 * 1.094 = 1.64768
+    rewards = torch.tensor([[1.0, 0.0, 2.0]])
+    values = torch.tensor([[0.5, 0.4, 0.3]])
+    advantages, returns = gae(rewards, values, torch.ones(1, 3), 0.9, 0.8)
+    assert advantages[0].tolist() == pytest.approx([1.64768, 1.094, 1.7])
+    assert returns[0].tolist() == pytest.approx([2.14768, 1.494, 2.0])
+
+
+def slow_gae(rewards, values, gamma, lam):
+    """The textbook sum A_t = sum_l (gamma lam)^l delta_{t+l}, term by term."""
+    n = len(rewards)
+    deltas = [rewards[t] + gamma * (values[t + 1] if t + 1 < n else 0.0) - values[t] for t in range(n)]
+    return [sum((gamma * lam) ** l * deltas[t + l] for l in range(n - t)) for t in range(n)]
+
+
+def test_gae_equals_the_textbook_sum_and_skips_tool_tokens():
+    torch.manual_seed(0)
+    rewards, values = torch.randn(2, 9), torch.randn(2, 9)
+    action = torch.tensor([[0, 1, 1, 0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]], dtype=torch.float)
+    advantages, _ = gae(rewards, values, action, 0.97, 0.9)
+    for i in range(2):
+        steps = action[i].nonzero().squeeze(1).tolist()
+        expected = slow_gae(rewards[i, steps].tolist(), values[i, steps].tolist(), 0.97, 0.9)
+        assert advantages[i, steps].tolist() == pytest.approx(expected, abs=1e-5)
+        assert (advantages[i][action[i] == 0] == 0).all()
+
+
+def test_whitening_ignores_padding():
+    x = torch.tensor([[1.0, 2.0, 3.0, 99.0], [4.0, 5.0, -50.0, 7.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 1]], dtype=torch.float)
+    real = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 7.0])
+    expected = (real - real.mean()) / real.std(unbiased=False)
+    out = whiten(x, mask, RT)
+    assert out[mask.bool()].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert out[~mask.bool()].tolist() == [0.0, 0.0]
+
+
+def test_clipped_policy_loss_by_hand():
+    # ratios e^0.5 = 1.6487 (clipped to 1.2) and e^-0.5 = 0.6065 (clipped to 0.8), advantages +1 and -2
+    logprobs, old = torch.tensor([[0.5, -0.5]]), torch.zeros(1, 2)
+    advantages = torch.tensor([[1.0, -2.0]])
+    loss, ratio, clipfrac = clipped_policy_loss(logprobs, old, advantages, torch.ones(1, 2), 0.2)
+    # token 1: max(-1 * 1.6487, -1 * 1.2) = -1.2; token 2: max(2 * 0.6065, 2 * 0.8) = 1.6
+    assert loss.item() == pytest.approx((-1.2 + 1.6) / 2, abs=1e-5)
+    assert clipfrac.item() == 1.0 and ratio[0, 0].item() == pytest.approx(math.exp(0.5))
+
+
+def test_clipped_value_loss_by_hand():
+    values, old, returns = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.0]]), torch.tensor([[0.0, 1.0]])
+    # token 1: unclipped (1 - 0)^2 = 1, clipped to 0.7: 0.49 -> max 1; token 2: (0 - 1)^2 = 1 both
+    loss = clipped_value_loss(values, old, returns, torch.ones(1, 2), 0.2)
+    assert loss.item() == pytest.approx(0.5 * (1 + 1) / 2)
+
+
+def test_grpo_advantages_by_hand():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    # group 1: mean 0.5, std (unbiased) sqrt(1/3): +-0.5 * sqrt(3); group 2: all equal -> 0
+    expected = [0.5 * math.sqrt(3), -0.5 * math.sqrt(3), -0.5 * math.sqrt(3), 0.5 * math.sqrt(3), 0, 0, 0, 0]
+    assert group_advantages(scores, 4).tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_k3_estimator_matches_kl_in_expectation():
+    torch.manual_seed(0)
+    p, q = torch.softmax(torch.randn(6), 0), torch.softmax(torch.randn(6), 0)
+    exact = (p * (p / q).log()).sum()
+    samples = torch.multinomial(p, 200_000, replacement=True)
+    estimate = k3_kl(p.log()[samples], q.log()[samples]).mean()
+    assert estimate.item() == pytest.approx(exact.item(), rel=0.05)
+    assert (k3_kl(p.log(), q.log()) >= 0).all() and k3_kl(p.log(), p.log()).abs().max() == 0
+
+
+def fake_rollout():
+    tok = Tokenizer({"kind": "byte"})
+    prompt = [{"role": "user", "content": "2*3?"}]
+    generated, tool = [10, 11, 12], tok.tool_turn("6")
+    reply = Reply(tokens=generated + tool + [20, 21], action_mask=[1] * 3 + [0] * len(tool) + [1, 1])
+    return tok, prompt, reply
+
+
+def test_kl_penalty_and_score_land_on_the_generated_tokens():
+    tok, prompt, reply = fake_rollout()
+    ids, action, last = rollout_tensors(tok, [prompt], [reply], "cpu")
+    n_prompt = len(tok.render_prompt(prompt))
+    # position t predicts token t + 1: the reply's first token is predicted at n_prompt - 1
+    assert ids[0, n_prompt:].tolist() == reply.tokens
+    expected_action = [0] * (n_prompt - 1) + reply.action_mask
+    assert action[0].tolist() == expected_action
+    assert last[0].nonzero().item() == len(expected_action) - 1
+    logprobs, ref = torch.full_like(action, -1.0), torch.full_like(action, -1.5)
+    rewards, kl = per_token_rewards(torch.tensor([3.0]), logprobs, ref, action, last, beta=0.1)
+    assert rewards[0][action[0] == 1][:-1].tolist() == pytest.approx([-0.05] * 4)  # -beta * 0.5
+    assert rewards[0, -1].item() == pytest.approx(3.0 - 0.05)
+    assert (rewards[0][action[0] == 0] == 0).all() and kl.sum().item() == pytest.approx(0.5 * 5)
+
+
+def test_first_minibatch_ratio_is_exactly_one():
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=64, vocab_size=320, n_layer=2, n_head=2, n_embd=32)
+    model = PolicyAndValue(GPT(config), GPT(GPTConfig(**{**config.__dict__, "scalar_head": True})))
+    ids = torch.randint(0, 320, (8, 20))
+    action = torch.ones(8, 19)
+    old, _, old_values = forward_in_chunks(lambda x: policy_outputs(model, x, 0.7), ids, 4)
+    new, _, values = policy_outputs(model, ids[:4], 0.7)  # the first micro-batch, with gradients
+    loss, ratio, clipfrac = clipped_policy_loss(new, old[:4], torch.randn(4, 19), action[:4], 0.2)
+    assert torch.equal(ratio, torch.ones_like(ratio)) and clipfrac.item() == 0
+    assert 0.5 * ((new - old[:4]) ** 2).mean().item() == 0  # approxkl
+    assert torch.equal(values, old_values[:4])
+
+
+def test_adaptive_kl_controller():
+    ctl = AdaptiveKL(0.1, target=6.0, horizon=1000)
+    ctl.update(kl=12.0, n_rollouts=100)  # error clipped to +0.2: beta *= 1 + 0.2 * 100 / 1000
+    assert ctl.beta == pytest.approx(0.1 * 1.02)
+    ctl.update(kl=3.0, n_rollouts=100)  # error -0.5 clipped to -0.2
+    assert ctl.beta == pytest.approx(0.1 * 1.02 * 0.98)

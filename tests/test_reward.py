@@ -1,0 +1,78 @@
+"""reward.py: the Bradley-Terry loss, centering, where the score is read, truncation."""
+import math
+
+import pytest
+import torch
+
+from common import pad_right, render_pair, score_replies, setup_runtime
+from model import GPT, GPTConfig, last_real_index
+from reward import bradley_terry_loss, pair_rewards, spearman
+from tokenizer import Tokenizer
+
+
+def test_loss_is_ln2_when_rewards_tie():
+    r = torch.tensor([0.0, 1.7, -3.2])
+    assert torch.allclose(bradley_terry_loss(r, r), torch.full((3,), math.log(2)))
+
+
+def test_loss_margin_and_centering_by_hand():
+    # r_c = 1.5, r_r = 0.5, margin 0.2: -log sigmoid(0.8) = log(1 + e^-0.8); centering 0.01 * (1.5 + 0.5)^2
+    loss = bradley_terry_loss(torch.tensor([1.5]), torch.tensor([0.5]), margin=0.2, center_coef=0.01)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-0.8)) + 0.01 * 4.0, abs=1e-6)
+
+
+def tiny_reward_model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=32, vocab_size=300, n_layer=2, n_head=2, n_embd=16, scalar_head=True)).eval()
+
+
+def test_score_is_read_at_the_last_real_token_whatever_the_padding():
+    model = tiny_reward_model()
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
+    alone = torch.stack([model.score(torch.tensor([r]))[0, -1] for r in rows])
+    right, lengths = pad_right(rows, 0, "cpu")
+    assert torch.allclose(model.score(right, at=lengths - 1), alone, atol=1e-5)
+    T = max(map(len, rows))
+    left = torch.tensor([[0] * (T - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows])
+    assert last_real_index(mask).tolist() == [T - 1] * 3
+    assert torch.allclose(model.score(left, mask, at=last_real_index(mask)), alone, atol=1e-5)
+
+
+def test_pair_rewards_match_separate_scoring():
+    model = tiny_reward_model()
+    pairs = [{"chosen": ([1, 2, 3], None), "rejected": ([1, 2, 4, 5, 6], None)},
+             {"chosen": ([7, 8, 9, 10], None), "rejected": ([7, 8], None)}]
+    chosen, rejected = pair_rewards(model, pairs, 0, "cpu")
+    for i, p in enumerate(pairs):
+        assert chosen[i].item() == pytest.approx(model.score(torch.tensor([p["chosen"][0]]))[0, -1].item(), abs=1e-5)
+        assert rejected[i].item() == pytest.approx(model.score(torch.tensor([p["rejected"][0]]))[0, -1].item(),
+                                                   abs=1e-5)
+
+
+def test_truncation_keeps_the_end_of_the_reply():
+    tok = Tokenizer({"kind": "byte"})
+    prompt = [{"role": "user", "content": "a long question " * 10}]
+    reply = [{"role": "assistant", "content": "the answer"}]
+    full, full_mask = render_pair(tok, prompt, reply, 10_000)
+    cut, cut_mask = render_pair(tok, prompt, reply, 40)
+    assert len(cut) == 40 and cut == full[-40:] and cut_mask == full_mask[-40:]
+    assert cut[-1] == tok.im_end and tok.decode(cut).endswith("the answer<|im_end|>")
+    assert sum(cut_mask) == len("the answer") + 1  # the reply and its end-of-turn, nothing of the prompt
+
+
+def test_score_replies_equals_the_training_path():
+    tok = Tokenizer({"kind": "byte"})
+    tok_model = GPT(GPTConfig(block_size=64, vocab_size=320, n_layer=1, n_head=2, n_embd=16, scalar_head=True)).eval()
+    prompts, replies = ["hi", "what is 2+2?"], ["hello!", "4"]
+    scores = score_replies(tok_model, tok, prompts, replies, setup_runtime("cpu"))
+    for p, r, s in zip(prompts, replies, scores):
+        ids, _ = render_pair(tok, [{"role": "user", "content": p}], [{"role": "assistant", "content": r}], 64)
+        assert s == pytest.approx(tok_model.score(torch.tensor([ids]))[0, -1].item(), abs=1e-5)
+
+
+def test_spearman_by_hand():
+    # ranks differ by one swap: rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60 = 0.8
+    assert spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2], [1, 1, 2]) == pytest.approx(1.0)  # ties get average ranks

@@ -1,0 +1,143 @@
+"""sft.py's batches and loss, chat.py's calculator and CLI, eval.py's scorecard."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import eval as eval_script
+from chat import calculator, respond
+from common import (UserError, checkpoint_state, load_conversations, pad_batch, read_meta, save_checkpoint,
+                    summed_loss)
+from conftest import ROOT, run_script
+from model import GPT, GPTConfig
+from sft import SFTConfig
+from tokenizer import Tokenizer, tool_call_message
+
+TOK = Tokenizer({"kind": "byte"})
+
+
+def test_targets_are_exactly_the_assistant_tokens():
+    examples = [TOK.render_chat([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]),
+                TOK.render_chat([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}])]
+    x, y = pad_batch(examples, TOK.eot, "cpu")
+    for i, (ids, mask) in enumerate(examples):
+        n = len(ids) - 1
+        assert x[i, :n].tolist() == ids[:-1]
+        expected = [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
+        assert y[i, :n].tolist() == expected and (y[i, n:] == -1).all()
+    assert TOK.decode([t for t in y[0].tolist() if t != -1]) == "yo<|im_end|>"
+
+
+def test_an_all_masked_batch_gives_zero_not_nan():
+    logits = torch.randn(2, 5, 320, requires_grad=True)
+    loss = summed_loss(logits, torch.full((2, 5), -1)) / 7  # the global batch's token count comes from elsewhere
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(logits.grad).all()
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_conversation_files_errors_name_the_line_and_long_examples_are_dropped(tmp_path):
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    long = {"messages": [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "ok"}]}
+    write_jsonl(tmp_path / "a.jsonl", [good, long, good])
+    examples, dropped = load_conversations(str(tmp_path / "a.jsonl"), TOK, 64)
+    assert len(examples) == 2 and dropped == 1
+    write_jsonl(tmp_path / "b.jsonl", [good, {"messages": [{"role": "user", "content": "no reply"}]}])
+    with pytest.raises(UserError, match=r"b.jsonl:2: no assistant message"):
+        load_conversations(str(tmp_path / "b.jsonl"), TOK, 64)
+    write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "wizard", "content": "x"}]}])
+    with pytest.raises(UserError, match=r"c.jsonl:1: message 0: unknown role 'wizard'"):
+        load_conversations(str(tmp_path / "c.jsonl"), TOK, 64)
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("2*(3+4)", "14"), ("7/2", "3.5"), ("-3 - -2", "-1"), ("1/3", "0.3333333333"), ("3847*29", "111563"),
+    ("0.1+0.2", "0.3"), ("(((1)))", "1"),
+])
+def test_calculator_computes(expression, expected):
+    assert calculator(expression) == expected
+
+
+@pytest.mark.parametrize("hostile", [
+    "__import__('os').system('touch PWNED')", "9**9**9", "9" * 10_000, "", "   ", "١٢٣+1", "１２+3",
+    "(" * 5000 + "1" + ")" * 5000, "(" * 30 + "1" + ")" * 30, "1/0", "2*", "1..2", "abs(-1)", None, 12,
+    "99999999999999999999*99999999999999999999*99999999999999999999",
+])
+def test_calculator_refuses_hostile_input_fast_with_an_error_string(hostile, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    result = calculator(hostile)
+    assert result.startswith("error: ") and time.perf_counter() - start < 0.5
+    assert not os.path.exists(tmp_path / "PWNED")
+
+
+def tiny_chat_checkpoint(path, tokenizer, vocab_size, stage="sft", block_size=128):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32))
+    save_checkpoint(str(path / "ckpt.pt"), checkpoint_state(model, tokenizer, stage, 0, SFTConfig()))
+    return model
+
+
+def test_respond_runs_tool_calls_and_keeps_token_views_aligned(monkeypatch):
+    """respond() with a scripted model: first turn calls the calculator, second turn answers."""
+    import chat
+    from model import Generation
+    call = [TOK.tool_call] + TOK.encode("calculator(6*7)") + [TOK.im_end]
+    answer = TOK.encode("It is 42.") + [TOK.im_end]
+    contexts = []
+
+    def scripted_generate(model, prompts, max_new_tokens, *args, **kwargs):
+        contexts.append(prompts[0])
+        turn = call if len(contexts) == 1 else answer
+        return Generation(torch.tensor([turn]), torch.full((1, len(turn)), -0.5), torch.tensor([len(turn)]),
+                          torch.tensor([True]))
+    monkeypatch.setattr(chat, "generate", scripted_generate)
+    model = GPT(GPTConfig(block_size=128, vocab_size=320, n_layer=1, n_head=2, n_embd=16))
+    question = [{"role": "user", "content": "What is 6*7?"}]
+    (reply,) = respond(model, TOK, [question], max_new_tokens=40)
+    assert reply.messages == [tool_call_message("6*7"), {"role": "tool", "content": "42"},
+                              {"role": "assistant", "content": "It is 42."}]
+    assert reply.ended and reply.text == "It is 42."
+    tool = TOK.tool_turn("42")
+    assert reply.tokens == call + tool + answer
+    assert reply.action_mask == [1] * len(call) + [0] * len(tool) + [1] * len(answer)
+    assert reply.logprobs == [-0.5] * len(call) + [0.0] * len(tool) + [-0.5] * len(answer)
+    # the second turn continued from the prompt, the call and the tool's turn, token for token
+    assert contexts[1] == TOK.render_prompt(question) + call + tool
+    assert contexts[1] == TOK.render_prompt(question + reply.messages[:2])
+
+
+def test_chat_prompt_mode_round_trip(tmp_path):
+    tiny_chat_checkpoint(tmp_path, TOK, 320)
+    out = subprocess.run([sys.executable, "chat.py", f"--checkpoint={tmp_path}", "--prompt=Hello there",
+                          "--max_new_tokens=8", "--device=cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip()  # an (untrained) answer, printed
+    missing = subprocess.run([sys.executable, "chat.py", f"--checkpoint={tmp_path / 'nope'}", "--prompt=hi"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no checkpoint")
+
+
+def test_eval_writes_the_scorecard_for_a_tiny_checkpoint(small_world, tmp_path, capsys):
+    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
+    tiny_chat_checkpoint(tmp_path / "sft", tokenizer, 448, block_size=256)
+    tiny_chat_checkpoint(tmp_path / "base", tokenizer, 448, stage="pretrain", block_size=256)
+    code = run_script(eval_script, [f"--data_dir={small_world}", f"--out_dir={tmp_path / 'eval'}",
+                                    f"--checkpoints={tmp_path / 'base'},{tmp_path / 'sft'}", "--per_suite=2",
+                                    "--max_new_tokens=8", "--device=cpu"])
+    assert code == 0
+    table = (tmp_path / "eval" / "scorecard.md").read_text()
+    assert table.count("\n") == 2 + len(eval_script.ROWS)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "%" in rows["persona"].split("|")[3] and rows["persona"].split("|")[2].strip() == "-"  # base: no chat
+    assert "%" in rows["knowledge (SFT-seen people)"].split("|")[2]  # base: completion probes
+    data = json.loads((tmp_path / "eval" / "scorecard.json").read_text())
+    assert set(data) == {str(tmp_path / "base"), str(tmp_path / "sft")}
