@@ -57,6 +57,9 @@ def run_main(main):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # output piped into a reader that stopped early (`--help | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        sys.exit(1)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -409,8 +412,9 @@ class TrainingRun:
         self.window_time, self.window_steps, self.window_tokens = 0.0, 0, 0
         from model import estimate_mfu
         row = dict(values)
-        shown = [f"{k.split('/')[-1]} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
-                 if k not in ("lr", "grad_norm", "tokens_seen")]
+        names = [k.split("/")[-1] for k in values]  # short names, unless two metrics would share one
+        shown = [f"{name if names.count(name) == 1 else k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                 for name, (k, v) in zip(names, values.items()) if k not in ("lr", "grad_norm", "tokens_seen")]
         if "lr" in values:
             shown.append(f"lr {values['lr']:.2e}")
         if tokens is not None:
@@ -441,7 +445,13 @@ class TrainingRun:
             save_checkpoint(os.path.join(self.cfg.out_dir, "best.pt"), state)
 
     def finished(self, summary):
-        self.rt.print(f"done in {self.progress.elapsed() / 60:.1f} min: {summary}")
+        """Print the closing line and log the run's wall time and training speed (the mean over
+        steps after the first, which carries start-up and the step-0 evaluation) for the pipeline
+        report and bench.py."""
+        elapsed, per_step = self.progress.elapsed(), self.progress.seconds_per_step()
+        self.metrics.log(step=self.cfg.max_steps, **{"time/elapsed_s": elapsed,
+                                                     "time/steps_per_s": 1 / per_step if per_step > 0 else None})
+        self.rt.print(f"done in {elapsed / 60:.1f} min: {summary}")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -525,7 +535,7 @@ class Progress:
         return self.time_timed / self.steps_timed if self.steps_timed else float("nan")
 
     def eta(self, step):
-        remaining = (self.total - step - 1) * self.seconds_per_step()
+        remaining = (self.total - step) * self.seconds_per_step()
         return format_seconds(remaining)
 
     def elapsed(self):

@@ -15,6 +15,12 @@ summed over the reply's tokens, pi_c, pi_r for the policy and ref_c, ref_r for t
     label smoothing: (1 - e) * -log sigmoid(beta h) + e * -log sigmoid(-beta h)   (conservative DPO)
     hinge (SLiC):    max(0, 1 - beta h)
     ipo:             (h - 1 / (2 beta))^2            (Azar et al. 2023)
+    + nll_coef * (per-token NLL of the chosen reply)  (RPO, Pang et al. 2024)
+
+The NLL term matters when chosen and rejected share most of their tokens (a fact pair differs in
+one word; a rude reply contains the polite one): pushing the rejected reply down then drags the
+shared tokens down too, and the chosen reply's likelihood falls with it ("likelihood
+displacement", Razin et al. 2024). Anchoring the chosen reply keeps the model fluent.
 
 Metrics under TRL's names: rewards/chosen = beta (pi_c - ref_c), rewards/rejected, rewards/margins,
 rewards/accuracies (strict >), logps/chosen, logps/rejected; at eval, the KL to the reference on
@@ -50,11 +56,13 @@ class DPOConfig:
     loss_type: str = "sigmoid"  # sigmoid (DPO), ipo, hinge
     beta: float = 0.1  # strength of the pull towards the reference (higher: stay closer)
     label_smoothing: float = 0.0  # conservative DPO: the share of preference labels assumed flipped
+    nll_coef: float = 1.0  # weight of the chosen replies' per-token NLL added to the loss (RPO; TRL's rpo_alpha);
+    #                        it keeps chosen replies likely, so skills the pairs do not mention do not drift
     precompute_ref: bool = False  # reference log-probs once before training (saves a forward pass per step)
     # optimisation
     batch_size: int = 32  # pairs per optimizer step, over all processes
     micro_batch_size: int = 8  # pairs per forward/backward pass in one process
-    max_steps: int = 200  # optimizer steps
+    max_steps: int = 250  # optimizer steps
     learning_rate: float = 1e-4  # peak learning rate
     min_lr: float = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: int = 20  # linear warmup from 0
@@ -206,9 +214,13 @@ def train(cfg):
                 ref_c, ref_r = pair_logprobs(ref, pairs, tokenizer.eot, rt.device)
         losses, chosen_r, rejected_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type,
                                                 cfg.label_smoothing)
+        stats = trl_metrics(losses, chosen_r, rejected_r, pi_c, pi_r)
+        if cfg.nll_coef:
+            nll = -pi_c / torch.tensor([sum(p["chosen"][1][1:]) for p in pairs], device=rt.device)
+            losses = losses + cfg.nll_coef * nll
+            stats["nll"] = nll.mean().item()
         share = len(pairs) / (cfg.batch_size / rt.world_size)  # this micro-batch's share of the rank's pairs
-        stats = {k: v * share for k, v in trl_metrics(losses, chosen_r, rejected_r, pi_c, pi_r).items()}
-        return losses.mean() * share, stats
+        return losses.mean() * share, {k: v * share for k, v in stats.items()}
 
     def evaluate(step):
         metrics = {}
@@ -258,9 +270,8 @@ def plot(run, suites):
         "accuracy": ["train/rewards/accuracies", "val/rewards/accuracies"],
         "KL to reference (sampled)": ["eval/kl"]}, title="DPO")
     if suites:
-        keys = ["refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory"]
-        run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": [f"eval/{k}" for k in keys]},
-                         title="DPO: scorecard during training")
+        from eval import plot_scorecard
+        plot_scorecard(run, "DPO")
 
 
 # ----------------------------------------------------------------------------- the beta sweep

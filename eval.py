@@ -53,7 +53,7 @@ class EvalConfig:
     checkpoints: str = "out/pretrain,out/sft,out/dpo,out/ppo"  # comma-separated run folders; missing ones skipped
     data_dir: Path = "data/world"  # the world: eval.jsonl, sft_val.jsonl, val.bin
     out_dir: Path = "out/eval"  # where scorecard.md and scorecard.json go
-    per_suite: int = 50  # examples per suite (0: all of them)
+    per_suite: int = 0  # examples per suite (0: all of them, 100 each in the default world)
     batch_size: int = 64  # prompts generated together
     max_new_tokens: int = 96  # longest reply
     device: str = "auto"  # auto, cpu, cuda, mps
@@ -68,6 +68,16 @@ def load_suites(data_dir, per_suite=0):
     for _, row in read_jsonl(os.path.join(data_dir, "eval.jsonl")):
         suites.setdefault(row["suite"], []).append(row)
     return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
+
+
+SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic")
+
+
+def plot_scorecard(run, stage):
+    """scorecard.png: the periodic held-out scorecard of a training run (eval/<behaviour> rows)."""
+    curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
+    run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": curves},
+                     title=f"{stage}: scorecard during training")
 
 
 def is_chat_model(ckpt):

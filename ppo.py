@@ -439,9 +439,8 @@ def plot(run, suites):
         "policy": ["policy/approxkl", "policy/clipfrac", "objective/entropy"],
         "losses": ["loss/policy", "loss/value", "loss/kl"]}, title="RLHF")
     if suites:
-        keys = ["refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic"]
-        run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": [f"eval/{k}" for k in keys]},
-                         title="RL: scorecard during training")
+        from eval import plot_scorecard
+        plot_scorecard(run, "RL")
 
 
 if __name__ == "__main__":

@@ -43,18 +43,18 @@ class RewardConfig:
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     # loss
     margin: float = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
-    center_coef: float = 0.0  # reward centering coefficient (Eisenstein et al.; 0.01 is typical)
+    center_coef: float = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
     # optimisation
     batch_size: int = 32  # pairs per optimizer step, over all processes
     micro_batch_size: int = 8  # pairs per forward/backward pass in one process
-    max_steps: int = 250  # optimizer steps
-    learning_rate: float = 3e-4  # peak learning rate
-    min_lr: float = 3e-5  # learning rate at the end of the cosine decay
+    max_steps: int = 500  # optimizer steps
+    learning_rate: float = 1e-4  # peak learning rate
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: int = 20  # linear warmup from 0
     weight_decay: float = 0.1  # AdamW weight decay on matrices
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: int = 50  # val metrics and checkpoint every this many steps
+    eval_interval: int = 100  # val metrics and checkpoint every this many steps
     log_interval: int = 10  # print a progress line every this many steps
     correlation_samples: int = 200  # world only: SFT replies scored by both the reward model and gold_reward
     # scoring mode
@@ -180,6 +180,9 @@ def main():
 
     optimizer = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (0.9, 0.95), rt.device.type)
     run = TrainingRun(cfg, rt, "reward", model, tokenizer, optimizer)
+    if "extra_reward_shift" in run.extra:  # resuming a finished run: train on from the unshifted head
+        with torch.no_grad():
+            model.scalar_head.bias += run.extra["extra_reward_shift"]
     raw_model, model = model, wrap_ddp(model, rt)
 
     def micro_loss(model, pairs):
@@ -232,7 +235,7 @@ def main():
         rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "
                  f"{final['spearman_vs_gold']:.3f}")
     run.evaluated(cfg.max_steps, {f"val/{k}": v for k, v in final.items()} | {"reward_shift": shift},
-                  best_key=None)
+                  best_key=None, extra_reward_shift=shift)
     run.finished(f"val accuracy {final.get('accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
                  f"chosen replies average 0; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, reward.png")
 

@@ -144,9 +144,8 @@ def world_suites(cfg):
 def plot(run, suites):
     run.metrics.plot("loss.png", {"loss": ["train/loss", "val/loss"]}, title="SFT")
     if suites:
-        keys = ["knowledge_seen", "tool", "persona", "memory", "refusal", "harmless", "polite", "format"]
-        run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": [f"eval/{k}" for k in keys]},
-                         title="SFT: scorecard during training")
+        from eval import plot_scorecard
+        plot_scorecard(run, "SFT")
 
 
 if __name__ == "__main__":

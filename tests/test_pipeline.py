@@ -83,17 +83,21 @@ def test_reward_model_chosen_replies_average_zero_after_training(stages, small_w
     pairs, _ = load_preferences(f"{small_world}/prefs_train.jsonl", tokenizer, model.config.block_size)
     _, chosen = reward.evaluate(model, pairs, reward.RewardConfig(), tokenizer.eot, setup_runtime("cpu"))
     assert abs(chosen.mean().item()) < 1e-4
-    final = metrics(stages / "reward")[-1]
+    final = [r for r in metrics(stages / "reward") if "val/accuracy" in r][-1]
     assert "val/spearman_vs_gold" in final and "val/accuracy/harmful" in final
 
 
+def run_whole_and_resumed(script, make_args, tmp_path):
+    """4 steps in one go into tmp_path/whole; 2 steps, then --resume to 4, into tmp_path/half."""
+    assert run_script(script, make_args(tmp_path / "whole") + ["--max_steps=4"]) == 0
+    assert run_script(script, make_args(tmp_path / "half") + ["--max_steps=2"]) == 0
+    assert run_script(script, make_args(tmp_path / "half") + ["--max_steps=4", "--resume=true"]) == 0
+    return tmp_path / "whole", tmp_path / "half"
+
+
 def test_sft_resume_equals_an_uninterrupted_run(stages, small_world, tmp_path):
-    args = sft_args(small_world, stages / "pretrain", tmp_path / "whole") + ["--max_steps=4"]
-    assert run_script(sft, args) == 0
-    half = sft_args(small_world, stages / "pretrain", tmp_path / "half")
-    assert run_script(sft, half + ["--max_steps=2"]) == 0
-    assert run_script(sft, half + ["--max_steps=4", "--resume=true"]) == 0
-    assert train_losses(tmp_path / "half") == train_losses(tmp_path / "whole")
+    whole, half = run_whole_and_resumed(sft, lambda out: sft_args(small_world, stages / "pretrain", out), tmp_path)
+    assert train_losses(half) == train_losses(whole)
 
 
 def test_sft_under_torchrun_matches_one_process(stages, small_world, tmp_path):
@@ -112,41 +116,32 @@ def test_sft_under_torchrun_matches_one_process(stages, small_world, tmp_path):
 
 
 def test_reward_resume_equals_an_uninterrupted_run(stages, small_world, tmp_path):
-    args = reward_args(small_world, stages / "sft", tmp_path / "whole") + ["--max_steps=4"]
-    assert run_script(reward, args) == 0
-    half = reward_args(small_world, stages / "sft", tmp_path / "half")
-    assert run_script(reward, half + ["--max_steps=2"]) == 0
-    assert run_script(reward, half + ["--max_steps=4", "--resume=true"]) == 0
-    assert train_losses(tmp_path / "half") == train_losses(tmp_path / "whole")
+    whole, half = run_whole_and_resumed(reward, lambda out: reward_args(small_world, stages / "sft", out), tmp_path)
+    assert train_losses(half) == train_losses(whole)
 
 
 def test_dpo_starts_at_ln2_and_resume_equals_an_uninterrupted_run(stages, small_world, tmp_path):
-    args = dpo_args(small_world, stages / "sft", tmp_path / "whole") + ["--max_steps=4"]
-    assert run_script(dpo, args) == 0
-    rows = metrics(tmp_path / "whole")
+    # the resumed run also precomputes the reference log-probs: both paths must give the same losses
+    whole_dir, half_dir = run_whole_and_resumed(
+        dpo, lambda out: dpo_args(small_world, stages / "sft", out) + (["--precompute_ref=true"] if out.name == "half"
+                                                                       else []), tmp_path)
+    rows = metrics(whole_dir)
     assert rows[0]["step"] == 0 and rows[0]["val/loss"] == pytest.approx(0.6931, abs=1e-4)
     assert rows[0]["val/rewards/accuracies"] == 0 and "eval/kl" in rows[0]
-    half = dpo_args(small_world, stages / "sft", tmp_path / "half") + ["--precompute_ref=true"]
-    assert run_script(dpo, half + ["--max_steps=2"]) == 0
-    assert run_script(dpo, half + ["--max_steps=4", "--resume=true"]) == 0
-    whole, resumed = train_losses(tmp_path / "whole"), train_losses(tmp_path / "half")
+    whole, resumed = train_losses(whole_dir), train_losses(half_dir)
     assert whole.keys() == resumed.keys() and all(abs(whole[k] - resumed[k]) < 1e-5 for k in whole)
 
 
 def test_ppo_runs_logs_its_metrics_and_resumes_exactly(stages, small_world, tmp_path):
-    args = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / "whole") + ["--max_steps=4"]
-    assert run_script(ppo, args) == 0
-    rows = [r for r in metrics(tmp_path / "whole") if "objective/scores" in r]
+    whole, half = run_whole_and_resumed(
+        ppo, lambda out: ppo_args(small_world, stages / "sft", stages / "reward", out), tmp_path)
+    rows = [r for r in metrics(whole) if "objective/scores" in r]
     for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "policy/approxkl", "policy/clipfrac",
                 "loss/policy", "loss/value", "val/ratio", "reply_length", "objective/gold_reward"):
         assert key in rows[0], key
-    assert (tmp_path / "whole" / "samples.md").read_text().count("| prompt | reply |") == 2  # steps 2 and 4
-    half = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / "half")
-    assert run_script(ppo, half + ["--max_steps=2"]) == 0
-    assert run_script(ppo, half + ["--max_steps=4", "--resume=true"]) == 0
-    key = "objective/scores"
-    assert train_losses(tmp_path / "half", key) == train_losses(tmp_path / "whole", key)
-    assert train_losses(tmp_path / "half", "loss/value") == train_losses(tmp_path / "whole", "loss/value")
+    assert (whole / "samples.md").read_text().count("| prompt | reply |") == 2  # steps 2 and 4
+    for key in ("objective/scores", "loss/value"):
+        assert train_losses(half, key) == train_losses(whole, key)
 
 
 def test_grpo_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_path):
@@ -163,3 +158,47 @@ def test_eval_compares_every_stage(stages, small_world, tmp_path):
     assert run_script(eval_script, [f"--data_dir={small_world}", f"--checkpoints={checkpoints}",
                                     f"--out_dir={tmp_path}", "--per_suite=1", "--max_new_tokens=8"]) == 0
     assert (tmp_path / "scorecard.md").read_text().count("|") > 20
+
+
+def test_pipeline_smoke_run_writes_the_report(tmp_path):
+    """pipeline.py chains every stage script (output of one is the input of the next) and writes a
+    report with the scorecard across stages, each stage's figures and time, and the plots."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--smoke=True",
+                           f"--data_dir={tmp_path / 'world'}", f"--out_dir={out}", "--device=cpu",
+                           "--world_args=--n_people=20 --n_heldout=4 --pretrain_docs=1500 --val_docs=100 "
+                           "--vocab_size=400 --sft_examples=200 --sft_val_examples=20 --pref_pairs=100 "
+                           "--pref_val_pairs=20 --rl_prompts=64 --eval_per_suite=4"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for stage in ["pretrain", "sft", "dpo", "ppo"]:
+        assert f"| {stage} |" in report  # a time-and-figures row per stage
+        assert f"--out_dir={out}/{stage}" in report  # with the exact command that made it
+    assert "| refusal of harmful requests |" in report and "held-out pair accuracy" in report
+    assert "![ppo ppo.png](ppo/ppo.png)" in report and (out / "ppo" / "ppo.png").exists()
+    times = json.loads((out / "pipeline_times.json").read_text())
+    assert set(times) == {"world", "pretrain", "sft", "reward", "dpo", "ppo", "eval"}
+
+
+def test_pipeline_stops_at_a_failing_stage_with_its_log(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--stages=sft,report",
+                           f"--out_dir={tmp_path}", "--device=cpu"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "stage sft failed" in done.stderr and (tmp_path / "sft.log").exists()
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_ppo_on_preference_prompts_without_world_info(stages, small_world, tmp_path):
+    """PPO on any prompts file with a "prompt" list of messages (e.g. data/hh_rlhf/train.jsonl):
+    the reward model scores, no gold reward is logged, no world scorecard is needed."""
+    with open(small_world / "prefs_train.jsonl") as src, open(tmp_path / "hh_like.jsonl", "w") as dst:
+        for line in list(src)[:16]:
+            row = json.loads(line)
+            dst.write(json.dumps({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}) + "\n")
+    args = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / "ppo")
+    args = [a for a in args if not a.startswith("--prompts=")] + [f"--prompts={tmp_path / 'hh_like.jsonl'}",
+                                                                   "--eval_per_suite=0", "--max_steps=2"]
+    assert run_script(ppo, args) == 0
+    rows = [r for r in metrics(tmp_path / "ppo") if "objective/scores" in r]
+    assert len(rows) == 2 and "objective/gold_reward" not in rows[0]

@@ -9,7 +9,7 @@ Writes into this folder:
     sft_train.jsonl, sft_val.jsonl     conversations          {"messages": [...], "category": ...}
     prefs_train.jsonl, prefs_val.jsonl preference pairs       {"prompt", "chosen", "rejected", "info"}
     rl_prompts.jsonl                   prompts for PPO/GRPO   {"prompt": [...], "info": {...}}
-    eval.jsonl                         held-out suites        {"suite", "prompt", "info"}
+    eval.jsonl                         held-out suites        {"suite", "prompt", "reference", "info"}
     world.json                         the people of the world and the knobs used
 
 Stage scripts call ensure_world() first, so a fresh clone needs no separate step.
@@ -51,10 +51,10 @@ class WorldConfig:
     flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts, rudeness)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and string tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 2500  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 250  # held-out preference pairs
+    pref_pairs: int = 4000  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 300  # held-out preference pairs
     rl_prompts: int = 1200  # prompts for PPO/GRPO
-    eval_per_suite: int = 50  # examples per held-out evaluation suite
+    eval_per_suite: int = 100  # examples per held-out evaluation suite
 
 
 # ----------------------------------------------------------------------------- SFT
@@ -98,13 +98,16 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool"]
+# Facts get two turns in six: a fact has many wrong values, and a reward model only learns to
+# judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
+PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact"]
+POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in five categories (round robin, so each is 1/5):
-    refusal over compliance on harmful requests; help over refusal on harmless look-alikes;
-    right fact over wrong fact; polite over rude; a calculator call over a made-up number."""
+    """Same prompt, chosen against rejected, in five categories (round robin): refusal over
+    compliance on harmful requests; help over refusal on harmless look-alikes; right fact over
+    wrong fact (twice as often); polite over rude; a calculator call over a made-up number."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -120,8 +123,10 @@ def preference_pairs(world, n, cfg, split):
             ex = maker.knowledge()
             chosen, rejected = ex.reply, maker.wrong_fact_reply(ex)
         elif kind == "polite":
-            ex = make_example(maker, draw_category(rng, {"knowledge": 2, "arithmetic": 1, "memory": 1, "tool": 1}))
-            chosen, rejected = ex.reply, make_rude(rng, ex.reply)
+            # from every kind of chat, personas included: the pairs must not teach that a polite reply is
+            # a short one (a rude ending makes the rejected reply longer), whatever the conversation
+            ex = make_example(maker, draw_category(rng, POLITE_PAIR_MIX))
+            chosen, rejected = ex.reply, make_rude(rng, ex.reply, keep_start="marker" in ex.info)
         else:
             ex = maker.tool_use()
             chosen, rejected = ex.reply, maker.made_up_number_reply(ex)

@@ -1,0 +1,217 @@
+"""
+The whole pipeline on the default world in one command, and a report a teacher can hand out.
+
+    python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~25 min CPU
+    python pipeline.py --stages=eval,report   # redo only some stages (the others' outputs must exist)
+    python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
+
+Each stage runs as its own script, exactly the command a user would type (printed before it
+runs), so the pipeline is nothing but the course in order:
+    1. data/world/prepare.py  the world's text, tokenizer, chats, preference pairs, prompts, eval suites
+    2. pretrain.py            next-token prediction: the base model learns the world's facts
+    3. sft.py                 instruction tuning on chats: format, skills, tools, persona (and the demos' flaws)
+    4. reward.py              a Bradley-Terry reward model from the preference pairs
+    5. dpo.py                 alignment straight from the pairs, from the SFT model
+    6. ppo.py                 RLHF against the reward model, from the SFT model (DPO's alternative)
+    7. eval.py                the behaviour scorecard of every stage on the held-out suites
+Then out_dir/report.md: the scorecard across stages, each stage's key figures, its plots and its time.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from common import Path, UserError, parse_config, repo_path, run_main
+
+STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
+
+# Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
+FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
+SMOKE_ARGS = {
+    "pretrain": FEW_STEPS + ["--n_layer=2", "--n_head=2", "--n_embd=32", "--eval_batches=1", "--n_samples=1",
+                             "--sample_tokens=8"],
+    "sft": FEW_STEPS + ["--eval_per_suite=1"],
+    "reward": FEW_STEPS + ["--correlation_samples=8"],
+    "dpo": FEW_STEPS + ["--kl_samples=4", "--eval_per_suite=1"],
+    "ppo": ["--max_steps=2", "--rollout_batch=4", "--minibatch_size=4", "--micro_batch_size=2",
+            "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"],
+    "eval": ["--per_suite=2"],
+}
+
+
+@dataclass
+class PipelineConfig:
+    stages: str = ",".join(STAGES)  # comma-separated stages to run, in pipeline order
+    data_dir: Path = "data/world"  # the world's files
+    out_dir: Path = "out"  # each stage writes out_dir/<stage>; the report goes to out_dir/report.md
+    smoke: bool = False  # a few steps per stage with a tiny model: checks that everything runs, in a minute
+    device: str = "auto"  # passed to every training script
+    world_args: str = ""  # extra options for data/world/prepare.py, space-separated (e.g. "--n_people=100")
+
+
+def stage_commands(cfg):
+    """Each stage's command line (python + script + options), wired output to input."""
+    d, o = cfg.data_dir, cfg.out_dir
+    dev = [f"--device={cfg.device}"]
+    commands = {
+        "world": ["data/world/prepare.py", f"--out_dir={d}", *cfg.world_args.split()],
+        "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
+        "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
+                f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
+        "reward": ["reward.py", f"--init_from={o}/sft", f"--data={d}/prefs_train.jsonl",
+                   f"--val_data={d}/prefs_val.jsonl", f"--out_dir={o}/reward", *dev],
+        "dpo": ["dpo.py", f"--init_from={o}/sft", f"--data={d}/prefs_train.jsonl", f"--val_data={d}/prefs_val.jsonl",
+                f"--out_dir={o}/dpo", *dev],
+        "ppo": ["ppo.py", f"--init_from={o}/sft", f"--reward_model={o}/reward", f"--prompts={d}/rl_prompts.jsonl",
+                f"--out_dir={o}/ppo", *dev],
+        "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/dpo,{o}/ppo", f"--data_dir={d}",
+                 f"--out_dir={o}/eval", *dev],
+    }
+    if cfg.smoke:
+        for stage, args in SMOKE_ARGS.items():
+            commands[stage] += args
+    return commands
+
+
+def run_stage(name, command, log_path):
+    """Run one stage script, its output shown live and kept in a log; returns its wall time."""
+    shown = " ".join(["python", *command])
+    print(f"\n=== {name}: {shown}", flush=True)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, repo_path(command[0]), *command[1:]], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            log.write(line)
+        proc.wait()
+    if proc.returncode != 0:
+        raise UserError(f"stage {name} failed (exit {proc.returncode}); its output is in {log_path}")
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def read_metrics(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def series(rows, key):
+    return [r[key] for r in rows if key in r]
+
+
+def fmt(x, spec=".3f"):
+    return "-" if x is None else format(x, spec)
+
+
+def span(rows, key, spec=".3f", window=1):
+    """'first -> last' value of a logged metric; with window > 1, means over the first and the last
+    window values (a noisy per-iteration metric such as PPO's mean score over 32 rollouts)."""
+    values = series(rows, key)
+    if not values:
+        return "-"
+    first, last = values[:window], values[-window:]
+    return f"{fmt(sum(first) / len(first), spec)} -> {fmt(sum(last) / len(last), spec)}"
+
+
+def final(rows, key, spec=".3f"):
+    values = series(rows, key)
+    return fmt(values[-1], spec) if values else "-"
+
+
+def stage_figures(out):
+    """One line of key figures per stage, from its metrics.jsonl."""
+    m = {stage: read_metrics(os.path.join(out, stage)) for stage in ("pretrain", "sft", "reward", "dpo", "ppo")}
+    figures = {}
+    if m["pretrain"]:
+        figures["pretrain"] = (f"val loss {span(m['pretrain'], 'val/loss')}; "
+                               f"{final(m['pretrain'], 'tokens_per_s', ',.0f')} tokens/s")
+    if m["sft"]:
+        figures["sft"] = f"chat val loss (assistant tokens) {span(m['sft'], 'val/loss')}"
+    if m["reward"]:
+        categories = sorted({k for r in m["reward"] for k in r if k.startswith("val/accuracy/")})
+        per_category = ", ".join(f"{k.split('/')[-1]} {final(m['reward'], k, '.0%')}" for k in categories)
+        figures["reward"] = (f"held-out pair accuracy {final(m['reward'], 'val/accuracy', '.1%')} ({per_category}); "
+                             f"Spearman vs gold reward {final(m['reward'], 'val/spearman_vs_gold')}")
+    if m["dpo"]:
+        figures["dpo"] = (f"val reward margin {span(m['dpo'], 'val/rewards/margins')}, accuracy "
+                          f"{final(m['dpo'], 'val/rewards/accuracies', '.1%')}; KL to SFT {final(m['dpo'], 'eval/kl')}")
+    if m["ppo"]:
+        figures["ppo"] = (f"rollouts' reward-model score {span(m['ppo'], 'objective/scores', '+.2f', 10)}, gold "
+                          f"reward {span(m['ppo'], 'objective/gold_reward', '+.2f', 10)}, KL to SFT per reply "
+                          f"{span(m['ppo'], 'objective/kl', '.2f', 10)} (means of the first and last 10 iterations)")
+    return figures
+
+
+PLOTS = [("pretrain", "loss.png"), ("sft", "loss.png"), ("sft", "scorecard.png"), ("reward", "reward.png"),
+         ("dpo", "dpo.png"), ("dpo", "scorecard.png"), ("ppo", "ppo.png"), ("ppo", "scorecard.png")]
+
+
+def write_report(cfg, commands, times):
+    out = cfg.out_dir
+    scorecard = os.path.join(out, "eval", "scorecard.md")
+    if not os.path.exists(scorecard):
+        raise UserError(f"{scorecard} is missing: run the eval stage first (--stages=eval,report)")
+    with open(scorecard) as f:
+        table = f.read().strip().replace(f"{out}/", "")  # columns named by stage, not by path
+    figures = stage_figures(out)
+    timing_path = os.path.join(out, "pipeline_times.json")
+    if os.path.exists(timing_path):  # times of stages run earlier, for a partial rerun
+        with open(timing_path) as f:
+            times = {**json.load(f), **times}
+    with open(timing_path, "w") as f:
+        json.dump(times, f)
+
+    lines = ["# The pipeline on the built-in world", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+             + f". Total time {sum(times.values()) / 60:.1f} min." + (" SMOKE RUN (tiny models)." if cfg.smoke else ""),
+             "", "## What each stage taught: held-out behaviour scorecard", "",
+             "Share of right replies per behaviour on the world's held-out suites (greedy, tools on); the base "
+             "model (pretrain) is probed with completions where a behaviour allows it.", "", table, "",
+             "## Stages", "", "| stage | time | key figures | command |", "|---|---:|---|---|"]
+    for stage in STAGES[:-1]:
+        t = f"{times[stage] / 60:.1f} min" if stage in times else "-"
+        lines.append(f"| {stage} | {t} | {figures.get(stage, '')} | `python {' '.join(commands[stage])}` |")
+    lines += ["", "## Plots", ""]
+    for stage, name in PLOTS:
+        if os.path.exists(os.path.join(out, stage, name)):
+            lines.append(f"![{stage} {name}]({stage}/{name})")
+    if os.path.exists(os.path.join(out, "ppo", "samples.md")):
+        lines += ["", "PPO rollouts with their reward-model and gold scores: [ppo/samples.md](ppo/samples.md)."]
+    path = os.path.join(out, "report.md")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def main():
+    cfg = parse_config(PipelineConfig, description=__doc__)
+    stages = cfg.stages.split(",")
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise UserError(f"unknown stage(s) {', '.join(unknown)}; the stages are {','.join(STAGES)}")
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    commands, times = stage_commands(cfg), {}
+    for stage in STAGES[:-1]:
+        if stage in stages:
+            times[stage] = run_stage(stage, commands[stage], os.path.join(cfg.out_dir, f"{stage}.log"))
+    if "report" in stages:
+        path = write_report(cfg, commands, times)
+        print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    run_main(main)
