@@ -308,7 +308,8 @@ def draw_frontier(points, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot([p["kl"] for p in points], [p["gold_reward"] for p in points], "o-")
+    # points, not a line: each beta is its own run, measured on sampled replies (noisy)
+    ax.plot([p["kl"] for p in points], [p["gold_reward"] for p in points], "o")
     for p in points:
         ax.annotate(f"beta={p['beta']}" if p["beta"] != "SFT" else "SFT", (p["kl"], p["gold_reward"]),
                     textcoords="offset points", xytext=(5, 5), fontsize=8)

@@ -55,10 +55,17 @@ class PipelineConfig:
     world_args: str = ""  # extra options for data/world/prepare.py, space-separated (e.g. "--n_people=100")
 
 
+def shown_path(path):
+    """Relative to the repository root when inside it (the scripts resolve it from there), so the
+    commands in the log and the report are the ones a user types."""
+    relative = os.path.relpath(path, repo_path())
+    return path if relative.startswith("..") else relative
+
+
 def stage_commands(cfg):
     """Each stage's command line (python + script + options), wired output to input."""
-    d, o = cfg.data_dir, cfg.out_dir
-    dev = [f"--device={cfg.device}"]
+    d, o = shown_path(cfg.data_dir), shown_path(cfg.out_dir)
+    dev = [f"--device={cfg.device}"] if cfg.device != "auto" else []
     commands = {
         "world": ["data/world/prepare.py", f"--out_dir={d}", *cfg.world_args.split()],
         "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
@@ -164,7 +171,7 @@ def write_report(cfg, commands, times):
     if not os.path.exists(scorecard):
         raise UserError(f"{scorecard} is missing: run the eval stage first (--stages=eval,report)")
     with open(scorecard) as f:
-        table = f.read().strip().replace(f"{out}/", "")  # columns named by stage, not by path
+        table = f.read().strip().replace(f"{shown_path(out)}/", "")  # columns named by stage, not by path
     figures = stage_figures(out)
     timing_path = os.path.join(out, "pipeline_times.json")
     if os.path.exists(timing_path):  # times of stages run earlier, for a partial rerun
