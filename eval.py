@@ -3,6 +3,7 @@ The behaviour scorecard: what each stage taught, measured on the world's held-ou
 
     python eval.py                                        # every stage that has a checkpoint
     python eval.py --checkpoints=out/sft,out/dpo --per_suite=50
+    python eval.py --checkpoints=out/sft,out/grpo --prompts=data/world/rl_prompts.jsonl --out_dir=out/eval_rl_prompts
 
 For each checkpoint: the share of right replies per behaviour (knowledge of SFT-seen and of
 held-out people, arithmetic, calculator use with tools on and off, persona, memory, refusal of
@@ -18,6 +19,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -54,6 +56,8 @@ class EvalConfig:
     data_dir: Path = "data/world"  # the world: eval.jsonl, sft_val.jsonl, val.bin
     out_dir: Path = "out/eval"  # where scorecard.md and scorecard.json go
     per_suite: int = 0  # examples per suite (0: all of them, 100 each in the default world)
+    prompts: Optional[Path] = None  # score these world prompts instead of the held-out suites, e.g.
+    #                                 data/world/rl_prompts.jsonl: what RL trained on, grouped by category
     batch_size: int = 64  # prompts generated together
     max_new_tokens: int = 96  # longest reply
     device: str = "auto"  # auto, cpu, cuda, mps
@@ -62,11 +66,20 @@ class EvalConfig:
 # ----------------------------------------------------------------------------- suites
 
 
-def load_suites(data_dir, per_suite=0):
-    """eval.jsonl -> {suite: [rows]}, the first per_suite rows of each (0: all)."""
+# prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
+CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal"}
+
+
+def load_suites(data_dir, per_suite=0, path=None):
+    """eval.jsonl (or another file of world prompts) -> {suite: [rows]}, the first per_suite rows
+    of each (0: all). Rows without a suite are grouped by their info.category."""
     suites = {}
-    for _, row in read_jsonl(os.path.join(data_dir, "eval.jsonl")):
-        suites.setdefault(row["suite"], []).append(row)
+    path = path or os.path.join(data_dir, "eval.jsonl")
+    for line, row in read_jsonl(path):
+        category = row.get("info", {}).get("category") if isinstance(row, dict) else None
+        if category is None:
+            raise UserError(f"{path}:{line}: expected a world prompt with an info.category")
+        suites.setdefault(row.get("suite") or CATEGORY_SUITE.get(category, category), []).append(row)
     return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
 
 
@@ -210,7 +223,7 @@ def main():
     rt = setup_runtime(cfg.device)
     if world_folder(os.path.join(cfg.data_dir, "eval.jsonl")) is None:
         raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
-    suites = load_suites(cfg.data_dir, cfg.per_suite)
+    suites = load_suites(cfg.data_dir, cfg.per_suite, cfg.prompts)
     results = {}
     for path in [p for p in cfg.checkpoints.split(",") if p]:
         full = repo_path(path) if not os.path.isabs(path) else path

@@ -239,15 +239,19 @@ def reward_model_scores(reward_model, ids, replies, tokenizer, rt):
 
 
 def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
-    """(scores used for training, gold rewards or None) for each rollout; a reply that never
-    ended its turn scores missing_eos_score either way."""
-    from data.world.checkers import gold_reward
-    has_info = all("info" in r for r in rows)
-    gold = torch.tensor([gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies)], device=rt.device) \
-        if has_info else None
+    """(scores used for training, gold rewards or None, accuracy or None) for the rollouts; a
+    reply that never ended its turn scores missing_eos_score either way. accuracy: the share of
+    replies whose main behaviour the world's checker accepts (right answer, refusal, ...)."""
+    from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
+    gold = accuracy = None
+    if all("info" in r for r in rows):
+        gold = torch.tensor([gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies)], device=rt.device)
+        accuracy = sum(score(r, x.messages, x.ended)[MAIN_BEHAVIOUR[r["info"]["category"]]]
+                       for r, x in zip(rows, replies)) / len(rows)
     scores = gold.clone() if cfg.reward == "gold" else reward_model_scores(reward_model, ids, replies, tokenizer, rt)
     ended = torch.tensor([x.ended for x in replies], device=rt.device)
-    return torch.where(ended, scores.float(), torch.full_like(scores.float(), cfg.missing_eos_score)), gold
+    scores = torch.where(ended, scores.float(), torch.full_like(scores.float(), cfg.missing_eos_score))
+    return scores, gold, accuracy
 
 
 # ----------------------------------------------------------------------------- main
@@ -352,7 +356,7 @@ def main():
                           generator=generator)
         ids, action, last = rollout_tensors(tokenizer, prompts, replies, rt.device)
         # 2. scores; 3. old and reference log-probs, values
-        scores, gold = score_rollouts(cfg, batch_rows, replies, ids, reward_model, tokenizer, rt)
+        scores, gold, accuracy = score_rollouts(cfg, batch_rows, replies, ids, reward_model, tokenizer, rt)
         with rt.autocast():
             old_logprobs, entropy, old_values = forward_in_chunks(
                 lambda x: policy_outputs(model, x, cfg.temperature), ids, cfg.micro_batch_size)
@@ -410,6 +414,7 @@ def main():
             **{k: float(np.mean(v)) for k, v in stats.items() if v}}
         if gold is not None:
             values_logged["objective/gold_reward"] = gold.mean().item()
+            values_logged["objective/accuracy"] = accuracy
         run.step_done(step, lr=lr, grad_norm=grad_norm, beta=kl_control.beta,
                       **{k: rt.all_reduce_mean(v) for k, v in values_logged.items()})
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
@@ -434,7 +439,7 @@ def write_samples(out_dir, step, rows, replies, scores, gold, n=6):
 
 def plot(run, suites):
     run.metrics.plot("ppo.png", {
-        "reward": ["objective/scores", "objective/gold_reward", "objective/rlhf_reward"],
+        "reward": ["objective/scores", "objective/gold_reward", "objective/rlhf_reward", "objective/accuracy"],
         "KL to reference (per reply)": ["objective/kl"],
         "policy": ["policy/approxkl", "policy/clipfrac", "objective/entropy"],
         "losses": ["loss/policy", "loss/value", "loss/kl"]}, title="RLHF")

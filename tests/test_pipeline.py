@@ -137,7 +137,8 @@ def test_ppo_runs_logs_its_metrics_and_resumes_exactly(stages, small_world, tmp_
         ppo, lambda out: ppo_args(small_world, stages / "sft", stages / "reward", out), tmp_path)
     rows = [r for r in metrics(whole) if "objective/scores" in r]
     for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "policy/approxkl", "policy/clipfrac",
-                "loss/policy", "loss/value", "val/ratio", "reply_length", "objective/gold_reward"):
+                "loss/policy", "loss/value", "val/ratio", "reply_length", "objective/gold_reward",
+                "objective/accuracy"):
         assert key in rows[0], key
     assert (whole / "samples.md").read_text().count("| prompt | reply |") == 2  # steps 2 and 4
     for key in ("objective/scores", "loss/value"):
@@ -151,6 +152,14 @@ def test_grpo_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_pa
     rows = [r for r in metrics(tmp_path / "grpo") if "objective/scores" in r]
     assert len(rows) == 2 and "loss/kl" in rows[0] and "loss/value" not in rows[0]
     assert torch.load(tmp_path / "grpo" / "ckpt.pt", weights_only=True)["stage"] == "grpo"
+
+
+def test_eval_scores_the_rl_prompts_by_category(stages, small_world, tmp_path):
+    assert run_script(eval_script, [f"--data_dir={small_world}", f"--checkpoints={stages / 'sft'}",
+                                    f"--prompts={small_world}/rl_prompts.jsonl", f"--out_dir={tmp_path}",
+                                    "--per_suite=2", "--max_new_tokens=8"]) == 0
+    scores = json.loads((tmp_path / "scorecard.json").read_text())[str(stages / "sft")]["scores"]
+    assert {"arithmetic", "tool", "refusal", "knowledge_seen"} <= set(scores)  # categories -> scorecard rows
 
 
 def test_eval_compares_every_stage(stages, small_world, tmp_path):
