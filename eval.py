@@ -10,7 +10,7 @@ held-out people, arithmetic, calculator use with tools on and off, persona, memo
 harmful requests, help on harmless look-alikes, politeness and format over every reply), the
 world's mean gold reward, and two val losses (assistant tokens of held-out chats; pretraining
 text). Replies are generated exactly as chat.py does (greedy, tools executed). A base model,
-which cannot chat, is probed with completions instead ("Ada Quill works as a" -> "baker").
+which cannot chat, is probed with completions instead ("Rupe Tendorel works as a" -> "painter").
 
 Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies).
 """
