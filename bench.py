@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from common import (Path, UserError, accumulate_gradients, measure_peak_flops, optimizer_step, parse_config,
-                    repo_path, run_main, setup_runtime, sync)
+                    read_metrics, repo_path, run_main, setup_runtime, sync)
 from model import GPT, GPTConfig, estimate_mfu, generate
 
 # name: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size)
@@ -125,8 +125,7 @@ def bench_script(script, args, steps, cfg):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
-        with open(os.path.join(out, "metrics.jsonl")) as f:
-            rows = [json.loads(line) for line in f]
+        rows = read_metrics(out)
     return next(r["time/steps_per_s"] for r in reversed(rows) if "time/steps_per_s" in r)
 
 

@@ -552,6 +552,15 @@ def format_seconds(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def read_metrics(run_dir):
+    """The rows of run_dir/metrics.jsonl ([] when the run has none)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class MetricsLog:
     """Appends one JSON object per line to out_dir/metrics.jsonl and draws curves from it."""
 
@@ -575,10 +584,7 @@ class MetricsLog:
                 f.write(json.dumps({k: v for k, v in row.items() if v is not None}) + "\n")
 
     def rows(self):
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_metrics(self.out_dir)
 
     def plot(self, filename, panels, x="step", title=None):
         """Draw each panel {title: [metric names]} (or {title: (x, [names])}) as curves; one PNG in out_dir."""

@@ -118,7 +118,7 @@ def chat_scorecard(model, tokenizer, suites, rt, batch_size=64, max_new_tokens=9
             hits.append(s[MAIN_BEHAVIOUR[row["info"]["category"]]])
             if tools:  # politeness, format and gold reward: over the normal (tools on) replies
                 all_scores.append(s)
-                rewards.append(gold_reward(row, reply.messages, reply.ended))
+                rewards.append(gold_reward(row, reply.messages, reply.ended, scores=s))
         behaviour_hits[key] = hits
         examples[key] = [{"prompt": row["prompt"][-1]["content"], "reply": reply.messages, "ended": reply.ended}
                          for row, reply in list(zip(rows, replies))[:samples]]

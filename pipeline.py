@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common import Path, UserError, parse_config, repo_path, run_main
+from common import Path, UserError, parse_config, read_metrics, repo_path, run_main
 
 STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
 
@@ -104,14 +104,6 @@ def run_stage(name, command, log_path):
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def read_metrics(run_dir):
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def series(rows, key):

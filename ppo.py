@@ -33,7 +33,7 @@ from chat import respond
 from common import (Path, TrainingRun, UserError, batch_indices, derived_seed, grad_sync, load_model, lr_at,
                     optimizer_step, parse_config, rank_slice, read_jsonl, repo_path, run_main, seed_step,
                     setup_runtime, world_folder, wrap_ddp)
-from model import token_logprobs
+from model import last_real_index, token_logprobs
 
 
 @dataclass
@@ -233,9 +233,8 @@ class AdaptiveKL:
 def reward_model_scores(reward_model, ids, replies, tokenizer, rt):
     """The reward model's score at the last token of prompt + reply (the end-of-turn token of a
     finished reply), on exactly the tokens that were sampled."""
-    lengths = (ids != tokenizer.eot).long().cumsum(1).argmax(1)  # index of the last real token
     with rt.autocast():
-        return reward_model.score(ids, at=lengths)
+        return reward_model.score(ids, at=last_real_index(ids != tokenizer.eot))  # rollouts are right-padded with eot
 
 
 def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
@@ -245,9 +244,10 @@ def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
     from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
     gold = accuracy = None
     if all("info" in r for r in rows):
-        gold = torch.tensor([gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies)], device=rt.device)
-        accuracy = sum(score(r, x.messages, x.ended)[MAIN_BEHAVIOUR[r["info"]["category"]]]
-                       for r, x in zip(rows, replies)) / len(rows)
+        checks = [score(r, x.messages, x.ended) for r, x in zip(rows, replies)]
+        gold = torch.tensor([gold_reward(r, x.messages, x.ended, scores=s) for r, x, s in zip(rows, replies, checks)],
+                            device=rt.device)
+        accuracy = sum(s[MAIN_BEHAVIOUR[r["info"]["category"]]] for r, s in zip(rows, checks)) / len(rows)
     scores = gold.clone() if cfg.reward == "gold" else reward_model_scores(reward_model, ids, replies, tokenizer, rt)
     ended = torch.tensor([x.ended for x in replies], device=rt.device)
     scores = torch.where(ended, scores.float(), torch.full_like(scores.float(), cfg.missing_eos_score))

@@ -108,10 +108,11 @@ def score(example, reply, ended=True):
     return s
 
 
-def gold_reward(example, reply, ended=True):
+def gold_reward(example, reply, ended=True, scores=None):
     """+1 when the main behaviour is right and -1 when it is wrong, minus 0.5 for each of:
-    rudeness, a broken format, a persona style not kept. Range [-2.5, 1]."""
-    s = score(example, reply, ended)
+    rudeness, a broken format, a persona style not kept. Range [-2.5, 1]. scores: the reply's
+    score(example, reply, ended), when the caller already has it."""
+    s = scores if scores is not None else score(example, reply, ended)
     info = example.get("info", example) if isinstance(example, dict) else example.info
     main = s[MAIN_BEHAVIOUR[info["category"]]]
     reward = 1.0 if main else -1.0

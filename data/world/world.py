@@ -309,10 +309,6 @@ def make_world(seed=1337, n_people=60, n_heldout=12):
     return world
 
 
-def city_info(name):
-    return next(c for c in CITIES if c[0] == name)
-
-
 def values_of(attribute):
     """Every value an attribute can take (for checking that a reply names no wrong one)."""
     return {"city": [c[0] for c in CITIES], "year": [str(y) for y in YEARS], "job": sorted(JOBS),
