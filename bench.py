@@ -27,9 +27,10 @@ from typing import Optional
 
 import torch
 
-from common import (Path, UserError, accumulate_gradients, measure_peak_flops, optimizer_step, parse_config,
-                    read_metrics, repo_path, run_main, setup_runtime, sync)
+from cli import Path, UserError, parse_config, repo_path, run_main
+from metrics import read_metrics
 from model import GPT, GPTConfig, estimate_mfu, generate
+from runtime import measure_peak_flops, setup_runtime, sync
 
 # name: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size)
 TRAIN_SHAPES = {
@@ -66,13 +67,13 @@ def bench_train(cfg, rt, peak):
     step_model = torch.compile(model) if cfg.compile else model
     data = torch.randint(0, vocab, (batch, block + 1), device=rt.device)
 
-    def micro_loss(m, batch_ids):
-        _, loss = m(batch_ids[:, :-1], targets=batch_ids[:, 1:])
-        return loss, {}
-
-    def step():
-        accumulate_gradients(step_model, [data], micro_loss, rt)
-        optimizer_step(model, optimizer, 1e-3, 1.0)
+    def step():  # one pretraining step, as pretrain.py takes it with a single micro-batch
+        with rt.autocast():
+            _, loss = step_model(data[:, :-1], targets=data[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     for _ in range(3):  # warm-up (and compilation)
         step()

@@ -29,16 +29,27 @@ sampled replies and the behaviour scorecard on the world's held-out suites.
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
+import matplotlib
 import torch
 import torch.nn.functional as F
 
-from common import (Path, TrainingRun, UserError, accumulate_gradients, batch_indices, grad_accum_steps,
-                    length_sorted_micro_batches, load_model, load_preferences, lr_at, optimizer_step, pad_right,
-                    parse_config, rank_slice, read_jsonl, run_main, seed_step, setup_runtime, world_folder, wrap_ddp)
+from checkpoint import load_for_resume, load_model, save_checkpoint
+from cli import Path, UserError, parse_config, run_main
+from data.world.checkers import gold_reward
+from data.world.prepare import ensure_world, world_folder
+from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
+from data_formats import load_preferences, pad_right, read_jsonl
+from generation import respond
+from metrics import MetricsLog
 from model import token_logprobs
+from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
+                     setup_runtime, wrap_ddp)
+
+matplotlib.use("Agg")  # headless: plots are files
+import matplotlib.pyplot as plt  # noqa: E402
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
@@ -67,6 +78,8 @@ class DPOConfig:
     min_lr: float = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: int = 20  # linear warmup from 0
     weight_decay: float = 0.0  # AdamW weight decay on matrices
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
     eval_interval: int = 50  # val metrics, KL, scorecard and checkpoint every this many steps
@@ -77,6 +90,7 @@ class DPOConfig:
     # system
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    compile: bool = False  # torch.compile the policy
     seed: int = 1337  # seed for batches and sampling
 
 
@@ -153,12 +167,10 @@ def evaluate_pairs(policy, ref, pairs, cfg, pad_id, rt, batch_size=32):
 
 
 @torch.no_grad()
-def sampled_kl_and_gold(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
+def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
     """Sample replies from the policy (temperature 1) and estimate KL(policy || ref) per reply as
     the sum over its generated tokens of log pi - log ref (unbiased on policy samples). Also the
     world's mean gold reward of those replies, when the rows carry info."""
-    from chat import respond
-    from data.world.checkers import gold_reward
     g = torch.Generator(device=rt.device).manual_seed(seed)
     prompts = [r["prompt"] for r in rows]
     replies = respond(policy, tokenizer, prompts, max_new_tokens, temperature=1.0, generator=g)
@@ -178,100 +190,136 @@ def sampled_kl_and_gold(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=6
 
 def train(cfg):
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
     if cfg.loss_type not in LOSS_TYPES:
         raise UserError(f"--loss_type={cfg.loss_type}: expected one of {', '.join(LOSS_TYPES)}")
+
+    # models: the policy and a frozen reference, both from the SFT model; dropout off, so that the
+    # log-ratio of the two is exact
     hint = "make it with `python sft.py` first"
-    policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)  # dropout off: the
-    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint)  # ratio is exact
+    raw_policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)
+    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint)
     if ref_tokenizer.spec != tokenizer.spec:
         raise UserError(f"--ref={cfg.ref} has another tokenizer than --init_from={cfg.init_from}")
     ref.eval().requires_grad_(False)  # frozen: no gradient ever reaches the reference
+
+    # data: preference pairs; on the world, also prompts to sample for the KL and the scorecard suites
+    ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
-    block = policy.config.block_size
+    block = raw_policy.config.block_size
     train_pairs, truncated = load_preferences(cfg.data, tokenizer, block)
     val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
     rt.print(f"{len(train_pairs):,} training pairs ({truncated} truncated, keeping the reply's end); "
              f"{len(val):,} val pairs; {cfg.loss_type} loss, beta {cfg.beta}")
+    suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite else None
+    kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples] if world else []
     if cfg.precompute_ref:
         reference_logprobs(ref, train_pairs, tokenizer.eot, rt)
 
-    optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (0.9, 0.95), rt.device.type)
-    run = TrainingRun(cfg, rt, "dpo", policy, tokenizer, optimizer)
-    raw_policy, policy = policy, wrap_ddp(policy, rt)
-    suites, kl_rows = None, []
-    if world:
-        from eval import load_suites
-        suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite else None
-        kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
+    # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
+    optimizer = raw_policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                               rt.device.type)
+    start_step, best_val_loss = 0, float("inf")
+    if cfg.resume:
+        checkpoint = load_for_resume(cfg.out_dir, "dpo")
+        raw_policy.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
+        rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
+    policy = torch.compile(raw_policy) if cfg.compile else raw_policy
+    policy = wrap_ddp(policy, rt)
+    autocast = rt.autocast()
+    log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
-    def micro_loss(model, pairs):
-        pi_c, pi_r = pair_logprobs(model, pairs, tokenizer.eot, rt.device)
-        if cfg.precompute_ref:
-            ref_c, ref_r = (torch.tensor(x, device=rt.device) for x in zip(*[p["ref"] for p in pairs]))
-        else:
-            with torch.no_grad():
-                ref_c, ref_r = pair_logprobs(ref, pairs, tokenizer.eot, rt.device)
-        losses, chosen_r, rejected_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type,
-                                                cfg.label_smoothing)
-        stats = trl_metrics(losses, chosen_r, rejected_r, pi_c, pi_r)
-        if cfg.nll_coef:
-            nll = -pi_c / torch.tensor([sum(p["chosen"][1][1:]) for p in pairs], device=rt.device)
-            losses = losses + cfg.nll_coef * nll
-            stats["nll"] = nll.mean().item()
-        share = len(pairs) / (cfg.batch_size / rt.world_size)  # this micro-batch's share of the rank's pairs
-        return losses.mean() * share, {k: v * share for k, v in stats.items()}
-
-    def evaluate(step):
+    def evaluate_and_save(step):
+        """Val pair metrics, KL and gold reward of sampled replies, the scorecard sample; ckpt.pt
+        (last) and best.pt (lowest val loss)."""
+        nonlocal best_val_loss
         metrics = {}
         if val:
             metrics.update({f"val/{k}": v for k, v in evaluate_pairs(raw_policy, ref, val, cfg, tokenizer.eot,
                                                                      rt).items()})
         if kl_rows and rt.is_master:
-            metrics["eval/kl"], metrics["eval/gold_reward"] = sampled_kl_and_gold(raw_policy, ref, tokenizer,
-                                                                                 kl_rows, rt, cfg.seed)
+            metrics["eval/kl"], metrics["eval/gold_reward"] = evaluate_samples(raw_policy, ref, tokenizer, kl_rows,
+                                                                               rt, cfg.seed)
         if suites and rt.is_master:
-            from eval import chat_scorecard
             scores, _ = chat_scorecard(raw_policy, tokenizer, suites, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})
-        rt.print(f"step {step}: " + " | ".join(f"{k.split('/', 1)[-1]} {v:.3f}" for k, v in metrics.items()))
-        run.evaluated(step, metrics, best_key="val/loss" if val else None)
-        policy.train()
+        rt.print(f"step {step}: " + " | ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items()))
+        log.write(step, **metrics)
+        if rt.is_master:
+            improved = metrics.get("val/loss", float("inf")) < best_val_loss
+            best_val_loss = min(best_val_loss, metrics.get("val/loss", float("inf")))
+            checkpoint = {"stage": "dpo", "step": step, "model": raw_policy.state_dict(),
+                          "model_config": asdict(raw_policy.config), "tokenizer": tokenizer.spec,
+                          "config": asdict(cfg), "metrics": metrics,
+                          "optimizer": optimizer.state_dict(), "best_val_loss": best_val_loss}
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)
+            if improved:
+                save_checkpoint(os.path.join(cfg.out_dir, "best.pt"), checkpoint)
+            plot(log, suites)
         return metrics
 
-    if run.start_step == 0:
-        evaluate(0)
+    # the training loop
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # clipped as one vector
+    if start_step == 0:
+        evaluate_and_save(0)
     policy.train()
     metrics = {}
-    for step in run.steps:
+    for step in range(start_step + 1, cfg.max_steps + 1):
         seed_step(cfg.seed, step, rt.rank)
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
-        mine = [train_pairs[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train_pairs), cfg.batch_size),
-                                                   rt)]
-        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in mine], cfg.micro_batch_size)
-        stats = accumulate_gradients(policy, [[p for _, p in mb] for mb in micro_batches], micro_loss, rt)
-        grad_norm = optimizer_step(policy, optimizer, lr, cfg.grad_clip)
-        run.step_done(step, lr=lr, grad_norm=grad_norm,
-                      **{f"train/{k}": rt.all_reduce_mean(v) for k, v in stats.items()})
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pairs = [train_pairs[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train_pairs), cfg.batch_size),
+                                                    rt)]
+        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in pairs], cfg.micro_batch_size)
+        stats = {}
+        for micro_step, micro_batch in enumerate(micro_batches):
+            micro_pairs = [p for _, p in micro_batch]
+            if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
+                policy.require_backward_grad_sync = micro_step == len(micro_batches) - 1
+            with autocast:
+                pi_c, pi_r = pair_logprobs(policy, micro_pairs, tokenizer.eot, rt.device)
+                if cfg.precompute_ref:
+                    ref_c, ref_r = (torch.tensor(x, device=rt.device) for x in zip(*[p["ref"] for p in micro_pairs]))
+                else:
+                    with torch.no_grad():
+                        ref_c, ref_r = pair_logprobs(ref, micro_pairs, tokenizer.eot, rt.device)
+                losses, chosen_rewards, rejected_rewards = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type,
+                                                                    cfg.label_smoothing)
+                micro_stats = trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r)
+                if cfg.nll_coef:  # RPO: the chosen reply's per-token NLL keeps it likely
+                    nll = -pi_c / torch.tensor([sum(p["chosen"][1][1:]) for p in micro_pairs], device=rt.device)
+                    losses = losses + cfg.nll_coef * nll
+                    micro_stats["nll"] = nll.mean().item()
+                share = len(micro_pairs) / len(pairs)  # this micro-batch's share of the process's pairs
+                loss = losses.mean() * share
+            loss.backward()
+            for k, v in micro_stats.items():
+                stats[f"train/{k}"] = stats.get(f"train/{k}", 0.0) + v * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        log.step(step, lr=lr, grad_norm=grad_norm.item(), **stats)
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            metrics = evaluate(step)
-            plot(run, suites)
-    if run.start_step < cfg.max_steps:
-        run.finished(f"val margin {metrics.get('val/rewards/margins', float('nan')):.3f}, KL to the reference "
+            metrics = evaluate_and_save(step)
+    if start_step < cfg.max_steps:
+        log.finished(f"val margin {metrics.get('val/rewards/margins', float('nan')):.3f}, KL to the reference "
                      f"{metrics.get('eval/kl', float('nan')):.2f}; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, "
                      f"dpo.png" + (", scorecard.png" if suites else ""))
     return metrics
 
 
-def plot(run, suites):
-    run.metrics.plot("dpo.png", {
+def plot(log, suites):
+    log.plot("dpo.png", {
         "loss": ["train/loss", "val/loss"],
         "implicit rewards": ["train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins"],
         "accuracy": ["train/rewards/accuracies", "val/rewards/accuracies"],
         "KL to reference (sampled)": ["eval/kl"]}, title="DPO")
     if suites:
-        from eval import plot_scorecard
-        plot_scorecard(run, "DPO")
+        plot_scorecard(log, "DPO")
 
 
 # ----------------------------------------------------------------------------- the beta sweep
@@ -281,13 +329,14 @@ def sweep(cfg):
     """One DPO run per beta, then the DPO paper's frontier redrawn on the world: gold reward of
     sampled replies against their KL to the reference (the SFT model sits at KL 0)."""
     betas = [float(b) for b in cfg.sweep.split(",") if b]
+    ensure_world(cfg.data)
     world = world_folder(cfg.data)
     if world is None:
         raise UserError("--sweep plots the world's gold reward: use it with the world's data")
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first")
     rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
-    points = [{"beta": "SFT", "kl": 0.0, "gold_reward": sampled_kl_and_gold(ref, ref, tokenizer, rows, rt,
+    points = [{"beta": "SFT", "kl": 0.0, "gold_reward": evaluate_samples(ref, ref, tokenizer, rows, rt,
                                                                             cfg.seed)[1]}]
     for beta in betas:
         out = os.path.join(cfg.out_dir, f"beta_{beta:g}")
@@ -304,9 +353,6 @@ def sweep(cfg):
 
 
 def draw_frontier(points, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 4))
     # points, not a line: each beta is its own run, measured on sampled replies (noisy)
     ax.plot([p["kl"] for p in points], [p["gold_reward"] for p in points], "o")

@@ -13,41 +13,19 @@ text). Replies are generated exactly as chat.py does (greedy, tools executed). A
 which cannot chat, is probed with completions instead ("Rupe Tendorel works as a" -> "painter").
 
 Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies).
+The scoring itself lives in data/world/scorecard.py, which the training stages also track.
 """
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-
-from chat import respond
-from common import (Path, UserError, conversations_loss, load_conversations, load_model, open_token_stream,
-                    parse_config, read_jsonl, read_meta, repo_path, run_main, setup_runtime, stream_loss,
-                    world_folder)
-from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
-from model import generate
-
-# scorecard rows: (label, how it is computed)
-ROWS = [
-    ("knowledge (SFT-seen people)", "knowledge_seen"),
-    ("knowledge (held-out people)", "knowledge_heldout"),
-    ("arithmetic in the head", "arithmetic"),
-    ("calculator use", "tool"),
-    ("calculator use, tools disabled", "tool_disabled"),
-    ("persona", "persona"),
-    ("memory", "memory"),
-    ("refusal of harmful requests", "refusal"),
-    ("help on harmless look-alikes", "harmless"),
-    ("politeness (all replies)", "polite"),
-    ("format (all replies)", "format"),
-    ("gold reward (mean, -2.5..1)", "gold_reward"),
-    ("val loss, chats (assistant tokens)", "val_loss_chat"),
-    ("val loss, pretraining text", "val_loss_text"),
-]
-CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
+from checkpoint import load_model
+from cli import Path, UserError, parse_config, repo_path, run_main
+from data.world.prepare import ensure_world
+from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
+from runtime import setup_runtime
 
 
 @dataclass
@@ -61,129 +39,6 @@ class EvalConfig:
     batch_size: int = 64  # prompts generated together
     max_new_tokens: int = 96  # longest reply
     device: str = "auto"  # auto, cpu, cuda, mps
-
-
-# ----------------------------------------------------------------------------- suites
-
-
-# prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
-CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal"}
-
-
-def load_suites(data_dir, per_suite=0, path=None):
-    """eval.jsonl (or another file of world prompts) -> {suite: [rows]}, the first per_suite rows
-    of each (0: all). Rows without a suite are grouped by their info.category."""
-    suites = {}
-    path = path or os.path.join(data_dir, "eval.jsonl")
-    for line, row in read_jsonl(path):
-        category = row.get("info", {}).get("category") if isinstance(row, dict) else None
-        if category is None:
-            raise UserError(f"{path}:{line}: expected a world prompt with an info.category")
-        suites.setdefault(row.get("suite") or CATEGORY_SUITE.get(category, category), []).append(row)
-    return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
-
-
-SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic")
-
-
-def plot_scorecard(run, stage):
-    """scorecard.png: the periodic held-out scorecard of a training run (eval/<behaviour> rows)."""
-    curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
-    run.metrics.plot("scorecard.png", {"held-out behaviours (share right)": curves},
-                     title=f"{stage}: scorecard during training")
-
-
-def is_chat_model(ckpt):
-    return ckpt is not None and ckpt.get("stage") in CHAT_STAGES
-
-
-# ----------------------------------------------------------------------------- chat models
-
-
-def chat_scorecard(model, tokenizer, suites, rt, batch_size=64, max_new_tokens=96, samples=2):
-    """Every suite answered through chat.respond (greedy, tools on), scored by the world's checkers.
-    Returns ({row key: share of right replies}, {suite: sample replies})."""
-    scores, examples = {}, {}
-    behaviour_hits, all_scores, rewards = {}, [], []
-    runs = [(name, name, True) for name in suites] + [("tool_disabled", "tool", False)] * ("tool" in suites)
-    for key, suite, tools in runs:
-        rows = suites[suite]
-        replies = []
-        for i in range(0, len(rows), batch_size):
-            batch = rows[i:i + batch_size]
-            replies += respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, tools=tools)
-        hits = []
-        for row, reply in zip(rows, replies):
-            s = score(row, reply.messages, reply.ended)
-            hits.append(s[MAIN_BEHAVIOUR[row["info"]["category"]]])
-            if tools:  # politeness, format and gold reward: over the normal (tools on) replies
-                all_scores.append(s)
-                rewards.append(gold_reward(row, reply.messages, reply.ended, scores=s))
-        behaviour_hits[key] = hits
-        examples[key] = [{"prompt": row["prompt"][-1]["content"], "reply": reply.messages, "ended": reply.ended}
-                         for row, reply in list(zip(rows, replies))[:samples]]
-    for key, hits in behaviour_hits.items():
-        scores[key] = sum(hits) / len(hits)
-    for behaviour in ("polite", "format"):
-        scores[behaviour] = sum(s[behaviour] for s in all_scores) / len(all_scores)
-    scores["gold_reward"] = sum(rewards) / len(rewards)
-    return scores, examples
-
-
-# ----------------------------------------------------------------------------- base models
-
-
-PROBE_SUITES = ("knowledge_seen", "knowledge_heldout", "arithmetic")
-
-
-@torch.no_grad()
-def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
-    """A base model completes plain text: "<name> works as a" -> the first sentence of its
-    continuation is scored like a chat reply. Arithmetic: "<a> plus <b> equals"."""
-    scores, examples = {}, {}
-    for suite in PROBE_SUITES:
-        rows = suites.get(suite, [])
-        probes = [probe_text(row) for row in rows]
-        completions = []
-        for i in range(0, len(rows), batch_size):
-            ids = [[tokenizer.eot] + tokenizer.encode(p) for p in probes[i:i + batch_size]]
-            out = generate(model, ids, 16, temperature=0, stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot,
-                           vocab_size=tokenizer.n_vocab)
-            completions += [first_sentence(tokenizer.decode(t[:n])) for t, n in
-                            zip(out.tokens.tolist(), out.lengths.tolist())]
-        hits = [score(row, f"{probe} {completion}")[MAIN_BEHAVIOUR[row["info"]["category"]]]
-                for row, probe, completion in zip(rows, probes, completions)]
-        if hits:
-            scores[suite] = sum(hits) / len(hits)
-            examples[suite] = [{"prompt": p, "reply": c} for p, c in list(zip(probes, completions))[:2]]
-    return scores, examples
-
-
-def probe_text(row):
-    info = row["info"]
-    if info["category"] == "knowledge":
-        return info["probe"]
-    a, op, b = re.match(r".*?(\d+) ?(\+|-|\*|plus|minus|times) ?(\d+)", row["prompt"][-1]["content"]).groups()
-    word = {"+": "plus", "-": "minus", "*": "times"}.get(op, op)
-    return f"{a} {word} {b} equals"
-
-
-def first_sentence(text):
-    match = re.match(r"[^\n]*?[.!?](\s|$)", text)
-    return (match.group(0) if match else text.split("\n")[0]).strip()
-
-
-# ----------------------------------------------------------------------------- val losses
-
-
-def val_losses(model, tokenizer, data_dir, rt):
-    """(chat val loss on assistant tokens of sft_val.jsonl, pretraining val loss on val.bin)."""
-    examples, _ = load_conversations(os.path.join(data_dir, "sft_val.jsonl"), tokenizer, model.config.block_size - 1)
-    chat = conversations_loss(model, examples, tokenizer, rt)
-    meta = read_meta(data_dir)
-    block = min(model.config.block_size, 256)
-    text = stream_loss(model, open_token_stream(data_dir, "val", meta), block, 16, 8, rt)
-    return chat, text
 
 
 # ----------------------------------------------------------------------------- the table
@@ -221,7 +76,8 @@ def markdown_table(results):
 def main():
     cfg = parse_config(EvalConfig, description=__doc__)
     rt = setup_runtime(cfg.device)
-    if world_folder(os.path.join(cfg.data_dir, "eval.jsonl")) is None:
+    ensure_world(cfg.data_dir)  # a fresh clone: generate the default world first
+    if not os.path.exists(os.path.join(cfg.data_dir, "eval.jsonl")):
         raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
     suites = load_suites(cfg.data_dir, cfg.per_suite, cfg.prompts)
     results = {}

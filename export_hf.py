@@ -19,7 +19,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from common import Path, UserError, load_model, parse_config, run_main
+from checkpoint import load_model
+from cli import Path, UserError, parse_config, run_main
 
 
 @dataclass

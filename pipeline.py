@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common import Path, UserError, parse_config, read_metrics, repo_path, run_main
+from cli import Path, UserError, parse_config, repo_path, run_main
+from metrics import read_metrics
 
 STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
 

@@ -4,13 +4,14 @@ policy samples replies, the reward model scores them, and PPO pushes the policy 
 reward while a per-token KL penalty keeps it near the SFT model. GRPO (Shao et al. 2024) is a
 variant without a value model.
 
-    python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~8 min
+    python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~3 min
     python ppo.py --beta=0 --out_dir=out/ppo_beta0  # no KL penalty: does the policy hack the reward model?
     python ppo.py --algo=grpo --reward=gold --prompt_categories=arithmetic,tool --out_dir=out/grpo
 
 One iteration:
   1. rollouts: sample a reply per prompt (GRPO: group_size per prompt) at temperature T, tool
-     calls executed as in chat.py; a reply that never ends its turn gets missing_eos_score;
+     calls executed as in chat
+     (generation.respond); a reply that never ends its turn gets missing_eos_score;
   2. score: the reward model at the reply's end-of-turn token (or --reward=gold, the world's rules);
   3. log-probs of the policy ("old") and of the reference, values from the value model, all from
      one forward pass each over the rollouts, with logits divided by T as when sampling;
@@ -22,18 +23,23 @@ One iteration:
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from chat import respond
-from common import (Path, TrainingRun, UserError, batch_indices, derived_seed, grad_sync, load_model, lr_at,
-                    optimizer_step, parse_config, rank_slice, read_jsonl, repo_path, run_main, seed_step,
-                    setup_runtime, world_folder, wrap_ddp)
+from checkpoint import load_for_resume, load_model, save_checkpoint
+from cli import Path, UserError, parse_config, repo_path, run_main
+from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
+from data.world.prepare import ensure_world, world_folder
+from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
+from data_formats import read_jsonl
+from generation import describe, respond
+from metrics import MetricsLog
 from model import last_real_index, token_logprobs
+from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, setup_runtime, wrap_ddp
 
 
 @dataclass
@@ -65,6 +71,9 @@ class PPOConfig:
     learning_rate: float = 3e-5  # peak learning rate (policy and value)
     min_lr: float = 3e-5  # learning rate at the end (cosine decay)
     warmup_steps: int = 0  # linear warmup from 0, in iterations
+    weight_decay: float = 0.0  # AdamW weight decay on matrices
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     clip_range: float = 0.2  # PPO's policy ratio clip epsilon
     clip_range_value: float = 0.2  # value prediction clip around the rollout's values
@@ -78,6 +87,7 @@ class PPOConfig:
     # system
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    compile: bool = False  # torch.compile the policy and value model for the PPO epochs
     seed: int = 1337  # seed for prompts and sampling
 
 
@@ -241,7 +251,6 @@ def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
     """(scores used for training, gold rewards or None, accuracy or None) for the rollouts; a
     reply that never ended its turn scores missing_eos_score either way. accuracy: the share of
     replies whose main behaviour the world's checker accepts (right answer, refusal, ...)."""
-    from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
     gold = accuracy = None
     if all("info" in r for r in rows):
         checks = [score(r, x.messages, x.ended) for r, x in zip(rows, replies)]
@@ -258,7 +267,7 @@ def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
 
 
 def load_prompts(cfg):
-    world_folder(cfg.prompts)  # a fresh clone: generates the default world first
+    ensure_world(cfg.prompts)  # a fresh clone: generate the built-in world first (a few seconds)
     rows = []
     for line, row in read_jsonl(cfg.prompts):
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), list):
@@ -300,52 +309,69 @@ def main():
         raise UserError(f"--algo={cfg.algo} --reward={cfg.reward}: expected algo ppo or grpo, reward model or gold")
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     rows = load_prompts(cfg)
-    policy, ref, reward_model, value, tokenizer = load_models(cfg, rt)
-    model = PolicyAndValue(policy, value)
+    world = world_folder(cfg.prompts)
+    suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite and world else None
     per_rank = cfg.rollout_batch // rt.world_size * (cfg.group_size if cfg.algo == "grpo" else 1)
     minibatch = cfg.minibatch_size // rt.world_size
     if cfg.rollout_batch % rt.world_size or per_rank % minibatch or minibatch % cfg.micro_batch_size:
         raise UserError("rollout_batch, minibatch_size and micro_batch_size must divide evenly over processes")
 
-    optimizer = policy.configure_optimizer(cfg.learning_rate, 0.0, (0.9, 0.95), rt.device.type,
+    # models: policy, frozen reference, reward model (unless the reward is gold) and value model (PPO)
+    policy, ref, reward_model, value, tokenizer = load_models(cfg, rt)
+    raw_model = PolicyAndValue(policy, value)
+    optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), rt.device.type,
                                            extra_modules=[value] if value is not None else [])
-    run = TrainingRun(cfg, rt, cfg.algo, policy, tokenizer, optimizer)
-    kl_control = AdaptiveKL(run.extra.get("extra_beta", cfg.beta), cfg.target_kl, cfg.kl_horizon)
-    if value is not None and "extra_value" in run.extra:
-        value.load_state_dict(run.extra["extra_value"])
-    ddp_model = wrap_ddp(model, rt)
-    suites, world = None, world_folder(cfg.prompts)
-    if cfg.eval_per_suite and world:
-        from eval import load_suites
-        suites = load_suites(world, cfg.eval_per_suite)
+    kl_control = AdaptiveKL(cfg.beta, cfg.target_kl, cfg.kl_horizon)
+    start_step = 0
+    if cfg.resume:  # the policy, the optimizer, and the value model and KL coefficient, which train too
+        checkpoint = load_for_resume(cfg.out_dir, cfg.algo)
+        policy.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if value is not None:
+            value.load_state_dict(checkpoint["value_model"])
+        start_step, kl_control.beta = checkpoint["step"], checkpoint["kl_beta"]
+        rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
+    model = torch.compile(raw_model) if cfg.compile else raw_model
+    model = wrap_ddp(model, rt)
+    autocast = rt.autocast()
+    log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
     rt.print(f"{cfg.algo.upper()}: {len(rows)} prompts, {cfg.rollout_batch} per iteration"
              + (f" x {cfg.group_size} replies" if cfg.algo == "grpo" else "")
              + f", reward: {'the reward model ' + cfg.reward_model if cfg.reward == 'model' else 'gold (rules)'}, "
                f"beta {kl_control.beta}{' adaptive' if cfg.target_kl else ''}")
 
-    def evaluate(step, batch_rows=None, replies=None, scores=None, gold=None):
+    def evaluate_and_save(step, batch_rows=None, replies=None, scores=None, gold=None):
+        """The scorecard sample and a table of this iteration's rollouts; ckpt.pt."""
         metrics = {}
         if suites and rt.is_master:
-            from eval import chat_scorecard
-            scores_card, _ = chat_scorecard(policy, tokenizer, suites, rt)
-            metrics.update({f"eval/{k}": v for k, v in scores_card.items()})
+            scorecard, _ = chat_scorecard(policy, tokenizer, suites, rt)
+            metrics = {f"eval/{k}": v for k, v in scorecard.items()}
             rt.print(f"step {step}: " + " | ".join(f"{k[5:]} {v:.2f}" for k, v in metrics.items()))
-        if replies is not None and rt.is_master:
-            write_samples(cfg.out_dir, step, batch_rows, replies, scores, gold)
-        extra = {"extra_beta": kl_control.beta}
-        if value is not None:
-            extra["extra_value"] = value.state_dict()
-        run.evaluated(step, metrics, **extra)
+        log.write(step, **metrics)
+        if rt.is_master:
+            if replies is not None:
+                write_samples(cfg.out_dir, step, batch_rows, replies, scores, gold)
+            checkpoint = {"stage": cfg.algo, "step": step, "model": policy.state_dict(),
+                          "model_config": asdict(policy.config), "tokenizer": tokenizer.spec,
+                          "config": asdict(cfg), "metrics": metrics, "optimizer": optimizer.state_dict(),
+                          "kl_beta": kl_control.beta}
+            if value is not None:
+                checkpoint["value_model"] = value.state_dict()
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)
+            plot(log, suites)
 
-    if run.start_step == 0:
+    # the training loop: one iteration = rollouts, scores, advantages, then ppo_epochs of minibatch steps
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # clipped as one vector
+    if start_step == 0:
         if rt.is_master:  # a fresh run starts a fresh table of samples
-            os.makedirs(cfg.out_dir, exist_ok=True)
             with open(os.path.join(cfg.out_dir, "samples.md"), "w") as f:
                 f.write(f"# {cfg.algo.upper()} rollouts: prompt, reply, training score, gold reward\n")
-        evaluate(0)
-    for step in run.steps:
+        evaluate_and_save(0)
+    for step in range(start_step + 1, cfg.max_steps + 1):
         seed_step(cfg.seed, step, rt.rank)
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         # 1. rollouts
         batch_rows = [rows[i] for i in rank_slice(batch_indices(cfg.seed, step, len(rows), cfg.rollout_batch), rt)]
         if cfg.algo == "grpo":
@@ -357,9 +383,9 @@ def main():
         ids, action, last = rollout_tensors(tokenizer, prompts, replies, rt.device)
         # 2. scores; 3. old and reference log-probs, values
         scores, gold, accuracy = score_rollouts(cfg, batch_rows, replies, ids, reward_model, tokenizer, rt)
-        with rt.autocast():
+        with autocast:
             old_logprobs, entropy, old_values = forward_in_chunks(
-                lambda x: policy_outputs(model, x, cfg.temperature), ids, cfg.micro_batch_size)
+                lambda x: policy_outputs(raw_model, x, cfg.temperature), ids, cfg.micro_batch_size)
             ref_logprobs, = forward_in_chunks(
                 lambda x: (token_logprobs(ref(x)[0][:, :-1].float() / cfg.temperature, x[:, 1:]),), ids,
                 cfg.micro_batch_size)
@@ -371,37 +397,42 @@ def main():
         else:
             kl = (old_logprobs - ref_logprobs) * action
             advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
-        # 5. PPO epochs over minibatches
+        # 5. PPO epochs over minibatches: one optimizer step per minibatch
         second_loss = "loss/value" if cfg.algo == "ppo" else "loss/kl"
-        stats = {"loss/policy": [], second_loss: [], "policy/approxkl": [], "policy/clipfrac": [], "val/ratio": []}
+        stats = {"loss/policy": [], second_loss: [], "policy/approxkl": [], "policy/clipfrac": [], "policy/ratio": []}
         order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rt.rank, 1))
         for epoch in range(cfg.ppo_epochs):
             # the first pass keeps the rollout order, so its first minibatch sees ratio == 1 exactly
             order = torch.arange(len(ids)) if epoch == 0 else torch.randperm(len(ids), generator=order_gen)
             for start in range(0, len(ids), minibatch):
-                rows_mb = order[start:start + minibatch]
-                chunks = list(rows_mb.split(cfg.micro_batch_size))
-                for k, chunk in enumerate(chunks):
-                    with grad_sync(ddp_model, k == len(chunks) - 1), rt.autocast():
-                        logprobs, _, values = policy_outputs(ddp_model, ids[chunk], cfg.temperature)
+                minibatch_rows = order[start:start + minibatch]
+                chunks = list(minibatch_rows.split(cfg.micro_batch_size))
+                for micro_step, chunk in enumerate(chunks):
+                    if rt.ddp:  # all-reduce the gradients once per minibatch, in the last micro-step's backward
+                        model.require_backward_grad_sync = micro_step == len(chunks) - 1
+                    with autocast:
+                        logprobs, _, values = policy_outputs(model, ids[chunk], cfg.temperature)
                         pg_loss, ratio, clipfrac = clipped_policy_loss(
                             logprobs, old_logprobs[chunk], advantages[chunk], action[chunk], cfg.clip_range,
                             per_sequence=cfg.algo == "grpo")
                         if cfg.algo == "ppo":
-                            vf_loss = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
-                                                         cfg.clip_range_value)
-                            loss = pg_loss + cfg.vf_coef * vf_loss
-                        else:
-                            vf_loss = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
-                            loss = pg_loss + kl_control.beta * vf_loss
-                    (loss * len(chunk) / len(rows_mb)).backward()
+                            second = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
+                                                        cfg.clip_range_value)
+                            loss = pg_loss + cfg.vf_coef * second
+                        else:  # GRPO: the KL to the reference is a loss term, not a reward penalty
+                            second = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
+                            loss = pg_loss + kl_control.beta * second
+                        loss = loss * len(chunk) / len(minibatch_rows)  # this micro-batch's share of the minibatch
+                    loss.backward()
                     log_ratio = (logprobs - old_logprobs[chunk]).detach()
                     stats["loss/policy"].append(pg_loss.item())
-                    stats[second_loss].append(vf_loss.item())
+                    stats[second_loss].append(second.item())
                     stats["policy/approxkl"].append(0.5 * masked_mean(log_ratio ** 2, action[chunk]).item())
                     stats["policy/clipfrac"].append(clipfrac.item())
-                    stats["val/ratio"].append(masked_mean(ratio.detach(), action[chunk]).item())
-                grad_norm = optimizer_step(ddp_model, optimizer, lr, cfg.grad_clip)
+                    stats["policy/ratio"].append(masked_mean(ratio.detach(), action[chunk]).item())
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
 
         # metrics: per reply, averaged over every process's rollouts
         kl_per_reply = kl.sum(1)
@@ -415,18 +446,15 @@ def main():
         if gold is not None:
             values_logged["objective/gold_reward"] = gold.mean().item()
             values_logged["objective/accuracy"] = accuracy
-        run.step_done(step, lr=lr, grad_norm=grad_norm, beta=kl_control.beta,
-                      **{k: rt.all_reduce_mean(v) for k, v in values_logged.items()})
+        log.step(step, lr=lr, grad_norm=grad_norm.item(), beta=kl_control.beta, **values_logged)
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            evaluate(step, batch_rows, replies, scores, gold)
-            plot(run, suites)
-    if run.start_step < cfg.max_steps:
-        run.finished(f"wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, ppo.png, samples.md")
+            evaluate_and_save(step, batch_rows, replies, scores, gold)
+    if start_step < cfg.max_steps:
+        log.finished(f"wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, ppo.png, samples.md")
 
 
 def write_samples(out_dir, step, rows, replies, scores, gold, n=6):
     """Append a table of (prompt, reply, score, gold reward) from this iteration's rollouts."""
-    from chat import describe
     lines = [f"\n## step {step}\n", "| prompt | reply | score | gold |", "|---|---|---:|---:|"]
     for i in range(min(n, len(rows))):
         prompt = rows[i]["prompt"][-1]["content"].replace("|", "/")
@@ -437,15 +465,14 @@ def write_samples(out_dir, step, rows, replies, scores, gold, n=6):
         f.write("\n".join(lines) + "\n")
 
 
-def plot(run, suites):
-    run.metrics.plot("ppo.png", {
+def plot(log, suites):
+    log.plot("ppo.png", {
         "reward": ["objective/scores", "objective/gold_reward", "objective/rlhf_reward", "objective/accuracy"],
         "KL to reference (per reply)": ["objective/kl"],
         "policy": ["policy/approxkl", "policy/clipfrac", "objective/entropy"],
         "losses": ["loss/policy", "loss/value", "loss/kl"]}, title="RLHF")
     if suites:
-        from eval import plot_scorecard
-        plot_scorecard(run, "RL")
+        plot_scorecard(log, "RL")
 
 
 if __name__ == "__main__":

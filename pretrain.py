@@ -17,25 +17,27 @@ point and restarted with --resume=true reproduces the losses of an uninterrupted
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from common import (Path, TrainingRun, UserError, accumulate_gradients, check_same_tokenizer, get_batch,
-                    grad_accum_steps, load_model, lr_at, measure_peak_flops, open_token_stream, optimizer_step,
-                    parse_config, rank_slice, read_meta, repo_path, run_main, seed_step, setup_runtime, stream_loss,
-                    window_starts, wrap_ddp)
+from checkpoint import check_same_tokenizer, load_for_resume, load_model, save_checkpoint
+from cli import Path, UserError, parse_config, run_main
+from data.world.prepare import ensure_world
+from data_formats import open_token_stream, read_meta
+from metrics import MetricsLog
 from model import GPT, GPTConfig, generate
+from runtime import grad_accum_steps, lr_at, measure_peak_flops, rank_slice, seed_step, setup_runtime, wrap_ddp
 from tokenizer import Tokenizer, padded_vocab_size
 
 
 @dataclass
 class PretrainConfig:
     # data and output
+    init_from: str = "scratch"  # 'scratch', a run folder (out/...), or gpt2 / gpt2-medium / -large / -xl
     data_dir: Path = "data/world"  # folder with train.bin, val.bin, meta.json
     out_dir: Path = "out/pretrain"  # checkpoints, metrics.jsonl and plots go here
-    init_from: str = "scratch"  # 'scratch', a run folder (out/...), or gpt2 / gpt2-medium / -large / -xl
     resume: bool = False  # continue from out_dir/ckpt.pt (same config), exactly where it stopped
     # model (when init_from=scratch)
     n_layer: int = 4  # transformer blocks
@@ -73,11 +75,44 @@ class PretrainConfig:
 
 
 def load_streams(data_dir):
-    if data_dir == repo_path("data", "world"):
-        from data.world.prepare import ensure_world
-        ensure_world(data_dir)  # a fresh clone: generate the built-in world first (a few seconds)
+    """meta.json and the memmapped train and val token streams of a prepared dataset."""
+    ensure_world(data_dir)  # a fresh clone: generate the built-in world first (a few seconds)
     meta = read_meta(data_dir)
     return meta, open_token_stream(data_dir, "train", meta), open_token_stream(data_dir, "val", meta)
+
+
+def window_starts(seed, step, n_tokens, block_size, batch_size):
+    """Start offsets of a batch's windows in the stream: a pure function of (seed, step), so a
+    resumed run and a run on N processes draw exactly the windows a single process would."""
+    rng = np.random.default_rng([seed, step])
+    return rng.integers(0, n_tokens - block_size - 1, size=batch_size)
+
+
+def get_batch(stream, starts, block_size, device):
+    """Inputs x and next-token targets y, both (B, block_size), from windows of the memmapped stream."""
+    windows = np.stack([stream[s:s + block_size + 1].astype(np.int64) for s in starts])  # (B, block_size + 1)
+    xy = torch.from_numpy(windows)
+    if device.type == "cuda":
+        xy = xy.pin_memory().to(device, non_blocking=True)  # overlap the copy with compute
+    else:
+        xy = xy.to(device)
+    return xy[:, :-1], xy[:, 1:]
+
+
+@torch.no_grad()
+def evaluate_loss(model, stream, cfg, rt):
+    """Mean loss over fixed windows of the val stream: the same eval_batches * micro_batch_size
+    windows at every evaluation and for any number of processes (each takes its slice), so the
+    numbers compare across steps and runs."""
+    model.eval()
+    starts = rank_slice(window_starts(0, 0, len(stream), cfg.block_size, cfg.micro_batch_size * cfg.eval_batches), rt)
+    total = 0.0
+    for i in range(0, len(starts), cfg.micro_batch_size):
+        x, y = get_batch(stream, starts[i:i + cfg.micro_batch_size], cfg.block_size, rt.device)
+        with rt.autocast():
+            total += model(x, y)[1].item() * len(x)
+    model.train()
+    return rt.all_reduce_mean(total / len(starts))
 
 
 # ----------------------------------------------------------------------------- model
@@ -106,59 +141,93 @@ def build_model(cfg, meta, rt):
 def main():
     cfg = parse_config(PretrainConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    accum = grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)
+    accum = grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # micro-steps per optimizer step
 
+    # data
     meta, train_stream, val_stream = load_streams(cfg.data_dir)
     if len(val_stream) <= cfg.block_size + 1:
         raise UserError(f"--block_size={cfg.block_size} is longer than the val split ({len(val_stream)} tokens "
                         f"in {cfg.data_dir}/val.bin); use a smaller block_size or more val data")
 
-    model, tokenizer = build_model(cfg, meta, rt)
-    optimizer = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
-                                          rt.device.type)
-    peak = cfg.peak_flops or measure_peak_flops(rt.device, torch.bfloat16 if rt.bf16 else torch.float32)
-    run = TrainingRun(cfg, rt, "pretrain", model, tokenizer, optimizer, model.flops_per_token(cfg.block_size), peak)
-    raw_model = model  # what gets saved: unwrapped from torch.compile and DDP
-    if cfg.compile:
-        model = torch.compile(model)
+    # model and optimizer; --resume restores both from out_dir/ckpt.pt
+    raw_model, tokenizer = build_model(cfg, meta, rt)  # raw: unwrapped from torch.compile and DDP, for saving
+    optimizer = raw_model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                              rt.device.type)
+    start_step, best_val_loss = 0, float("inf")
+    if cfg.resume:
+        checkpoint = load_for_resume(cfg.out_dir, "pretrain")
+        raw_model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
+        rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
+    model = torch.compile(raw_model) if cfg.compile else raw_model
     model = wrap_ddp(model, rt)
+    autocast = rt.autocast()  # bf16 on CUDA, nothing elsewhere
 
     tokens_per_step = cfg.batch_size * cfg.block_size
+    peak_flops = cfg.peak_flops or measure_peak_flops(rt.device, torch.bfloat16 if rt.bf16 else torch.float32)
+    log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume,
+                     raw_model.flops_per_token(cfg.block_size), peak_flops)
     rt.print(f"{raw_model.num_params() / 1e6:.2f}M parameters | {len(train_stream):,} train tokens "
              f"({tokenizer}) | {tokens_per_step:,} tokens/step, {accum} micro-step(s) x {rt.world_size} "
              f"process(es) | {cfg.max_steps} steps on {rt.device}")
 
-    def evaluate(step):
-        val_loss = stream_loss(model, val_stream, cfg.block_size, cfg.micro_batch_size, cfg.eval_batches, rt)
+    def evaluate_and_save(step):
+        """Val loss; ckpt.pt (the last state, for --resume) and best.pt (the lowest val loss)."""
+        nonlocal best_val_loss
+        val_loss = evaluate_loss(model, val_stream, cfg, rt)
         rt.print(f"step {step}: val loss {val_loss:.4f}")
-        run.evaluated(step, {"tokens_seen": step * tokens_per_step, "val/loss": val_loss}, best_key="val/loss")
+        log.write(step, tokens_seen=step * tokens_per_step, **{"val/loss": val_loss})
+        if rt.is_master:
+            improved = val_loss < best_val_loss
+            best_val_loss = min(best_val_loss, val_loss)
+            checkpoint = {"stage": "pretrain", "step": step, "model": raw_model.state_dict(),
+                          "model_config": asdict(raw_model.config), "tokenizer": tokenizer.spec,
+                          "config": asdict(cfg), "metrics": {"val/loss": val_loss},
+                          "optimizer": optimizer.state_dict(), "best_val_loss": best_val_loss}
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)
+            if improved:
+                save_checkpoint(os.path.join(cfg.out_dir, "best.pt"), checkpoint)
+            log.plot("loss.png", {"loss vs step": ["train/loss", "val/loss"],
+                                  "loss vs tokens seen": ("tokens_seen", ["train/loss", "val/loss"])},
+                     title=f"pretraining on {os.path.basename(cfg.data_dir)}")
         return val_loss
 
-    def micro_loss(model, starts):
-        x, y = get_batch(train_stream, starts, cfg.block_size, rt.device)
-        _, loss = model(x, y)
-        return loss / accum, {"loss": loss.item() / accum}  # mean over micro-batches = mean over the batch
-
-    if run.start_step == 0:
-        evaluate(0)
-    for step in run.steps:
-        seed_step(cfg.seed, step, rt.rank)
+    # the training loop
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # clipped as one vector
+    if start_step == 0:
+        evaluate_and_save(0)
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        seed_step(cfg.seed, step, rt.rank)  # dropout's randomness: a pure function of (seed, step, rank)
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # this process's windows of the global batch, cut into accum micro-batches (gradient accumulation)
         starts = rank_slice(window_starts(cfg.seed, step, len(train_stream), cfg.block_size, cfg.batch_size), rt)
-        stats = accumulate_gradients(model, np.split(starts, accum), micro_loss, rt)
-        grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
-        run.step_done(step, tokens=tokens_per_step, tokens_seen=step * tokens_per_step, lr=lr, grad_norm=grad_norm,
-                      **{"train/loss": rt.all_reduce_mean(stats["loss"])})
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            val_loss = evaluate(step)
-            run.metrics.plot("loss.png", {"loss vs step": ["train/loss", "val/loss"],
-                                          "loss vs tokens seen": ("tokens_seen", ["train/loss", "val/loss"])},
-                             title=f"pretraining on {os.path.basename(cfg.data_dir)}")
+        train_loss = 0.0
+        for micro_step, micro_starts in enumerate(np.split(starts, accum)):
+            x, y = get_batch(train_stream, micro_starts, cfg.block_size, rt.device)
+            if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
+                model.require_backward_grad_sync = micro_step == accum - 1
+            with autocast:
+                _, loss = model(x, y)
+                loss = loss / accum  # the mean over micro-batches is the mean over the batch
+            loss.backward()
+            train_loss += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    if rt.is_master and run.start_step < cfg.max_steps:
-        run.finished(f"val loss {val_loss:.4f} (best {run.best:.4f}); wrote {cfg.out_dir}/ckpt.pt, best.pt, "
+        log.step(step, tokens=tokens_per_step, tokens_seen=step * tokens_per_step, lr=lr,
+                 grad_norm=grad_norm.item(), **{"train/loss": train_loss})
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            val_loss = evaluate_and_save(step)
+
+    if start_step < cfg.max_steps:
+        log.finished(f"val loss {val_loss:.4f} (best {best_val_loss:.4f}); wrote {cfg.out_dir}/ckpt.pt, best.pt, "
                      f"metrics.jsonl, loss.png")
-        print_samples(raw_model, tokenizer, meta, cfg, rt)
+        if rt.is_master:
+            print_samples(raw_model, tokenizer, meta, cfg, rt)
 
 
 def print_samples(model, tokenizer, meta, cfg, rt):

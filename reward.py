@@ -20,17 +20,22 @@ rewards then mean "better or worse than the demonstrations", a natural zero for 
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import (Path, TrainingRun, UserError, accumulate_gradients, as_messages, batch_indices,
-                    grad_accum_steps, length_sorted_micro_batches, load_model, load_preferences, lr_at,
-                    optimizer_step, pad_right, parse_config, rank_slice, read_jsonl, run_main, score_replies, seed_step,
-                    setup_runtime, world_folder, wrap_ddp)
+from checkpoint import load_for_resume, load_model, save_checkpoint
+from cli import Path, UserError, parse_config, run_main
+from data.world.checkers import gold_reward
+from data.world.prepare import ensure_world, world_folder
+from data_formats import as_messages, load_preferences, pad_right, read_jsonl, render_pair
+from generation import respond
+from metrics import MetricsLog
+from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
+                     setup_runtime, wrap_ddp)
 
 
 @dataclass
@@ -52,6 +57,8 @@ class RewardConfig:
     min_lr: float = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: int = 20  # linear warmup from 0
     weight_decay: float = 0.1  # AdamW weight decay on matrices
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
     eval_interval: int = 100  # val metrics and checkpoint every this many steps
@@ -62,6 +69,7 @@ class RewardConfig:
     # system
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    compile: bool = False  # torch.compile the model
     seed: int = 1337  # seed for batches
 
 
@@ -90,7 +98,7 @@ def pair_metrics(r_chosen, r_rejected):
 
 
 @torch.no_grad()
-def evaluate(model, pairs, cfg, pad_id, rt, batch_size=64):
+def evaluate_pairs(model, pairs, cfg, pad_id, rt, batch_size=64):
     """Loss, accuracy, margin and reward statistics on pairs; accuracy per category when the pairs
     carry one (the world's info.pair)."""
     model.eval()
@@ -118,8 +126,6 @@ def gold_correlation(reward_model, cfg, tokenizer, world, rt):
     """Spearman rank correlation between the reward model and the world's gold_reward on replies
     sampled from the SFT model (what PPO will score): does the learned reward rank real
     behaviour the way the rules do?"""
-    from chat import respond
-    from data.world.checkers import gold_reward
     policy, _, _ = load_model(cfg.init_from, rt.device)
     rows = [row for _, row in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.correlation_samples]
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
@@ -146,6 +152,22 @@ def spearman(a, b):
 # ----------------------------------------------------------------------------- main
 
 
+@torch.no_grad()
+def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
+    """Reward-model scores of (prompt, reply) pairs (message lists or strings), read at the
+    reply's end-of-turn token, as in training."""
+    reward_model.eval()
+    scores = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [render_pair(tokenizer, as_messages(p, "user"), as_messages(r, "assistant"),
+                            reward_model.config.block_size)[0]
+                for p, r in zip(prompts[i:i + batch_size], replies[i:i + batch_size])]
+        ids, lengths = pad_right(seqs, tokenizer.eot, rt.device)
+        with rt.autocast():
+            scores += reward_model.score(ids, at=lengths - 1).tolist()
+    return scores
+
+
 def score_file(cfg, rt):
     """--score=FILE: print the reward of each {"prompt", "reply"} row (strings or message lists)."""
     model, tokenizer, ckpt = load_model(cfg.out_dir, rt.device, hint="train one with `python reward.py` first")
@@ -166,77 +188,115 @@ def main():
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     if cfg.score:
         return score_file(cfg, rt)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
 
     # model: the SFT body with a new scalar head (Ouyang et al. start the reward model from SFT)
-    model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
-                                     hint="make it with `python sft.py` first")
+    raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
+                                         hint="make it with `python sft.py` first")
+    # data
+    ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
-    block = model.config.block_size
+    block = raw_model.config.block_size
     train, truncated = load_preferences(cfg.data, tokenizer, block)
     val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
     rt.print(f"{len(train):,} training pairs ({truncated} truncated to block_size={block}, keeping the end of "
              f"the reply); {len(val):,} val pairs")
 
-    optimizer = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (0.9, 0.95), rt.device.type)
-    run = TrainingRun(cfg, rt, "reward", model, tokenizer, optimizer)
-    if "extra_reward_shift" in run.extra:  # resuming a finished run: train on from the unshifted head
-        with torch.no_grad():
-            model.scalar_head.bias += run.extra["extra_reward_shift"]
-    raw_model, model = model, wrap_ddp(model, rt)
+    # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
+    optimizer = raw_model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                              rt.device.type)
+    start_step, best_accuracy = 0, -1.0
+    if cfg.resume:
+        checkpoint = load_for_resume(cfg.out_dir, "reward")
+        raw_model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step, best_accuracy = checkpoint["step"], checkpoint["best_val_accuracy"]
+        with torch.no_grad():  # a finished run saved its head shifted (below): train on from the unshifted one
+            raw_model.scalar_head.bias += checkpoint.get("reward_shift", 0.0)
+        rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
+    model = torch.compile(raw_model) if cfg.compile else raw_model
+    model = wrap_ddp(model, rt)
+    autocast = rt.autocast()
+    log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
-    def micro_loss(model, pairs):
-        r_chosen, r_rejected = pair_rewards(model, pairs, tokenizer.eot, rt.device)
-        losses = bradley_terry_loss(r_chosen, r_rejected, cfg.margin, cfg.center_coef)
-        share = len(pairs) / (cfg.batch_size / rt.world_size)  # this micro-batch's share of the rank's pairs
-        stats = {k: v * share for k, v in pair_metrics(r_chosen.detach(), r_rejected.detach()).items()}
-        return losses.mean() * share, {"loss": losses.mean().item() * share, **stats}
+    def save(step, metrics, best=False, **extra):
+        """ckpt.pt (last), and best.pt when the val accuracy is the best so far."""
+        checkpoint = {"stage": "reward", "step": step, "model": raw_model.state_dict(),
+                      "model_config": asdict(raw_model.config), "tokenizer": tokenizer.spec,
+                      "config": asdict(cfg), "metrics": metrics,
+                      "optimizer": optimizer.state_dict(), "best_val_accuracy": best_accuracy, **extra}
+        save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)
+        if best:
+            save_checkpoint(os.path.join(cfg.out_dir, "best.pt"), checkpoint)
 
     def evaluate_and_save(step):
-        if not val:
-            return run.evaluated(step, {})
-        metrics, _ = evaluate(raw_model, val, cfg, tokenizer.eot, rt)
-        rt.print(f"step {step}: val " + " | ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        run.evaluated(step, {f"val/{k}": v for k, v in metrics.items()}, best_key="val/accuracy",
-                      higher_is_better=True)
+        nonlocal best_accuracy
+        metrics = {}
+        if val:
+            metrics, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
+            metrics = {f"val/{k}": v for k, v in metrics.items()}
+            rt.print(f"step {step}: " + " | ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        log.write(step, **metrics)
+        if rt.is_master:
+            improved = metrics.get("val/accuracy", -1.0) > best_accuracy
+            best_accuracy = max(best_accuracy, metrics.get("val/accuracy", -1.0))
+            save(step, metrics, best=improved)
+            log.plot("reward.png", {"loss": ["train/loss", "val/loss"], "accuracy": ["train/accuracy", "val/accuracy"],
+                                    "margin": ["train/margin", "val/margin"]}, title="reward model")
 
-    if run.start_step == 0:
+    # the training loop
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # clipped as one vector
+    if start_step == 0:
         evaluate_and_save(0)
     model.train()
-    for step in run.steps:
+    for step in range(start_step + 1, cfg.max_steps + 1):
         seed_step(cfg.seed, step, rt.rank)
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
-        mine = [train[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train), cfg.batch_size), rt)]
-        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in mine], cfg.micro_batch_size)
-        stats = accumulate_gradients(model, [[p for _, p in mb] for mb in micro_batches], micro_loss, rt)
-        grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
-        run.step_done(step, lr=lr, grad_norm=grad_norm, **{f"train/{k}": rt.all_reduce_mean(v)
-                                                           for k, v in stats.items()})
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pairs = [train[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train), cfg.batch_size), rt)]
+        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in pairs], cfg.micro_batch_size)
+        stats = {}
+        for micro_step, micro_batch in enumerate(micro_batches):
+            micro_pairs = [p for _, p in micro_batch]
+            if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
+                model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
+            with autocast:
+                r_chosen, r_rejected = pair_rewards(model, micro_pairs, tokenizer.eot, rt.device)
+                losses = bradley_terry_loss(r_chosen, r_rejected, cfg.margin, cfg.center_coef)
+                share = len(micro_pairs) / len(pairs)  # this micro-batch's share of the process's pairs
+                loss = losses.mean() * share
+            loss.backward()
+            for k, v in {"loss": losses.mean().item(), **pair_metrics(r_chosen.detach(), r_rejected.detach())}.items():
+                stats[f"train/{k}"] = stats.get(f"train/{k}", 0.0) + v * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        log.step(step, lr=lr, grad_norm=grad_norm.item(), **stats)
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
             evaluate_and_save(step)
-            run.metrics.plot("reward.png", {"loss": ["train/loss", "val/loss"],
-                                            "accuracy": ["train/accuracy", "val/accuracy"],
-                                            "margin": ["train/margin", "val/margin"]}, title="reward model")
 
-    if run.start_step >= cfg.max_steps or not rt.is_master:
+    if start_step >= cfg.max_steps or not rt.is_master:
         return
     # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average.
-    _, chosen_rewards = evaluate(raw_model, train, cfg, tokenizer.eot, rt)
+    _, chosen_rewards = evaluate_pairs(raw_model, train, cfg, tokenizer.eot, rt)
     shift = chosen_rewards.mean().item()
     with torch.no_grad():
         raw_model.scalar_head.bias -= shift
     final = {}
     if val:
-        final, _ = evaluate(raw_model, val, cfg, tokenizer.eot, rt)
+        final, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
         rt.print("held-out pair accuracy by category: " + ", ".join(
             f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")))
     if world and cfg.correlation_samples > 0:
         final["spearman_vs_gold"] = gold_correlation(raw_model, cfg, tokenizer, world, rt)
         rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "
                  f"{final['spearman_vs_gold']:.3f}")
-    run.evaluated(cfg.max_steps, {f"val/{k}": v for k, v in final.items()} | {"reward_shift": shift},
-                  best_key=None, extra_reward_shift=shift)
-    run.finished(f"val accuracy {final.get('accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
+    final = {f"val/{k}": v for k, v in final.items()}
+    log.write(cfg.max_steps, reward_shift=shift, **final)
+    save(cfg.max_steps, final, reward_shift=shift)  # the shifted head; resume undoes the shift
+    log.finished(f"val accuracy {final.get('val/accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
                  f"chosen replies average 0; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, reward.png")
 
 

@@ -7,21 +7,28 @@ demonstrations, with the loss on what the assistant writes only.
                   --out_dir=out/sft_alpaca --config=config/sft_gpt2_alpaca.cfg    # GPU
     torchrun --standalone --nproc_per_node=2 sft.py ...
 
-Data: conversations JSONL, {"messages": [{"role", "content"}, ...]} (DESIGN.md), rendered with the
+Data: conversations JSONL, {"messages": [{"role", "content"}, ...]} (the OpenAI/TRL format), rendered with the
 chat template; the loss mask is 1 on the assistant's content, tool calls and end-of-turn tokens.
-Every eval_interval steps: the val loss and the behaviour scorecard (eval.py) on a sample of the
+Every eval_interval steps: the val loss and the behaviour scorecard
+(data/world/scorecard.py) on a sample of the
 world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.png, scorecard.png.
 """
 
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
-from common import (Path, TrainingRun, UserError, accumulate_gradients, batch_indices, conversations_loss,
-                    grad_accum_steps, length_sorted_micro_batches, load_conversations, load_model, lr_at,
-                    optimizer_step, pad_batch, parse_config, rank_slice, run_main, seed_step, setup_runtime, summed_loss,
-                    world_folder, wrap_ddp)
+from checkpoint import load_for_resume, load_model, save_checkpoint
+from cli import Path, UserError, parse_config, run_main
+from data.world.prepare import ensure_world, world_folder
+from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
+from data_formats import load_conversations
+from metrics import MetricsLog
+from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
+                     setup_runtime, wrap_ddp)
 
 
 @dataclass
@@ -55,8 +62,12 @@ class SFTConfig:
     seed: int = 1337  # seed for batches and dropout
 
 
+# ----------------------------------------------------------------------------- data and loss
+
+
 def load_data(cfg, tokenizer, block_size, rt):
-    world_folder(cfg.data)  # a fresh clone: generates the default world first
+    """Training and val conversations as (ids, loss mask) pairs that fit the context."""
+    ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     train, dropped = load_conversations(cfg.data, tokenizer, block_size)
     val = load_conversations(cfg.val_data, tokenizer, block_size)[0] if cfg.val_data else []
     masked = sum(sum(m) for _, m in train) / sum(len(m) for _, m in train)
@@ -65,87 +76,141 @@ def load_data(cfg, tokenizer, block_size, rt):
     return train, val
 
 
+def pad_batch(examples, pad_id, device):
+    """[(ids, mask)] -> inputs x (B, T) and targets y (B, T), right-padded to the longest example;
+    y is the next token where the mask is 1 and -1 (ignored) elsewhere, padding included."""
+    T = max(len(ids) for ids, _ in examples) - 1
+    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), T), -1, dtype=torch.long)
+    for i, (ids, mask) in enumerate(examples):
+        n = len(ids) - 1
+        x[i, :n] = torch.tensor(ids[:-1])
+        target = torch.tensor(ids[1:])
+        y[i, :n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), target, -1)
+    return x.to(device), y.to(device)
+
+
+def summed_loss(logits, targets):
+    """Sum (not mean) of the cross-entropy over targets != -1, so that the caller can divide by
+    the token count of the whole global batch; an all-masked batch gives 0, never NaN."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1,
+                           reduction="sum")
+
+
+@torch.no_grad()
+def evaluate_loss(model, examples, pad_id, rt, batch_size=32):
+    """Mean cross-entropy per assistant token over examples (the val loss)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        x, y = pad_batch(examples[i:i + batch_size], pad_id, rt.device)
+        with rt.autocast():
+            logits, _ = model(x)
+        total += summed_loss(logits, y).item()
+        count += int((y != -1).sum())
+    model.train()
+    return total / max(count, 1)
+
+
+# ----------------------------------------------------------------------------- main
+
+
 def main():
     cfg = parse_config(SFTConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly
+    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
 
-    model, tokenizer, source = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
-                                          hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
+    # model and data
+    raw_model, tokenizer, source = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
+                                              hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
     if source is not None and source.get("stage") == "reward":
         raise UserError(f"{cfg.init_from} is a reward model; SFT starts from a language model")
-    train, val = load_data(cfg, tokenizer, model.config.block_size - 1, rt)
+    train, val = load_data(cfg, tokenizer, raw_model.config.block_size - 1, rt)
+    world = world_folder(cfg.data)
+    suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
 
-    optimizer = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
-                                          rt.device.type)
-    run = TrainingRun(cfg, rt, "sft", model, tokenizer, optimizer)
-    raw_model = model
-    if cfg.compile:
-        model = torch.compile(model)
+    # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
+    optimizer = raw_model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                              rt.device.type)
+    start_step, best_val_loss = 0, float("inf")
+    if cfg.resume:
+        checkpoint = load_for_resume(cfg.out_dir, "sft")
+        raw_model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
+        rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
+    model = torch.compile(raw_model) if cfg.compile else raw_model
     model = wrap_ddp(model, rt)
-    suites = world_suites(cfg)
+    autocast = rt.autocast()
+    log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
-    def evaluate(step):
+    def evaluate_and_save(step):
+        """Val loss and the scorecard sample; ckpt.pt (last) and best.pt (lowest val loss)."""
+        nonlocal best_val_loss
         metrics = {}
         if val:
-            metrics["val/loss"] = conversations_loss(raw_model, val, tokenizer, rt)
+            metrics["val/loss"] = evaluate_loss(raw_model, val, tokenizer.eot, rt)
         if suites and rt.is_master:
-            from eval import chat_scorecard
             scores, _ = chat_scorecard(raw_model, tokenizer, suites, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})
-        rt.print(f"step {step}: " + " | ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items()))
-        run.evaluated(step, metrics, best_key="val/loss" if val else None)
-        model.train()
+        rt.print(f"step {step}: " + " | ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items()))
+        log.write(step, **metrics)
+        if rt.is_master:
+            improved = metrics.get("val/loss", float("inf")) < best_val_loss
+            best_val_loss = min(best_val_loss, metrics.get("val/loss", float("inf")))
+            checkpoint = {"stage": "sft", "step": step, "model": raw_model.state_dict(),
+                          "model_config": asdict(raw_model.config), "tokenizer": tokenizer.spec,
+                          "config": asdict(cfg), "metrics": metrics,
+                          "optimizer": optimizer.state_dict(), "best_val_loss": best_val_loss}
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)
+            if improved:
+                save_checkpoint(os.path.join(cfg.out_dir, "best.pt"), checkpoint)
+            log.plot("loss.png", {"loss": ["train/loss", "val/loss"]}, title="SFT")
+            if suites:
+                plot_scorecard(log, "SFT")
 
-    def micro_loss(model, batch):
-        examples, n_loss_tokens = batch
-        x, y = pad_batch(examples, tokenizer.eot, rt.device)
-        logits, _ = model(x)
-        # Normalise by the assistant tokens of the whole global batch (not of this micro-batch):
-        # every token then weighs the same whatever the split into micro-batches and processes.
-        # DDP averages gradients over processes, hence the factor world_size.
-        loss = summed_loss(logits, y) * rt.world_size / n_loss_tokens
-        return loss, {"loss": loss.item() / rt.world_size, "tokens": int(x.numel())}
-
-    if run.start_step == 0:
-        evaluate(0)
+    # the training loop
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # clipped as one vector
+    if start_step == 0:
+        evaluate_and_save(0)
     model.train()
-    for step in run.steps:
-        seed_step(cfg.seed, step, rt.rank)
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        seed_step(cfg.seed, step, rt.rank)  # dropout's randomness: a pure function of (seed, step, rank)
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         indices = batch_indices(cfg.seed, step, len(train), cfg.batch_size)
-        # the batch's loss tokens are known on every rank without communication: the batch is a
-        # pure function of (seed, step)
+        # Normalise by the assistant tokens of the whole global batch (not of each micro-batch):
+        # every token then weighs the same whatever the split into micro-batches and processes.
+        # The count needs no communication: the batch is a pure function of (seed, step).
         n_loss_tokens = sum(sum(train[i][1][1:]) for i in indices)
-        mine = [train[i] for i in rank_slice(indices, rt)]
-        micro_batches = [(m, n_loss_tokens) for m in length_sorted_micro_batches(mine, cfg.micro_batch_size)]
-        stats = accumulate_gradients(model, micro_batches, micro_loss, rt)
-        grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
-        run.step_done(step, tokens=stats["tokens"] * rt.world_size, lr=lr, grad_norm=grad_norm,
-                      **{"train/loss": rt.all_reduce_mean(stats["loss"]) * rt.world_size})
+        micro_batches = length_sorted_micro_batches([train[i] for i in rank_slice(indices, rt)],
+                                                    cfg.micro_batch_size)
+        train_loss, tokens = 0.0, 0
+        for micro_step, examples in enumerate(micro_batches):
+            x, y = pad_batch(examples, tokenizer.eot, rt.device)
+            if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
+                model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
+            with autocast:
+                logits, _ = model(x)
+                # DDP averages gradients over processes, hence the factor world_size
+                loss = summed_loss(logits, y) * rt.world_size / n_loss_tokens
+            loss.backward()
+            train_loss += loss.item() / rt.world_size
+            tokens += x.numel()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # train_loss is this process's share of the batch's mean: the mean over processes times world_size
+        log.step(step, tokens=tokens * rt.world_size, lr=lr, grad_norm=grad_norm.item(),
+                 **{"train/loss": train_loss * rt.world_size})
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            evaluate(step)
-            plot(run, suites)
+            evaluate_and_save(step)
 
-    if run.start_step < cfg.max_steps:
-        run.finished(f"wrote {cfg.out_dir}/ckpt.pt, best.pt, metrics.jsonl, loss.png"
+    if start_step < cfg.max_steps:
+        log.finished(f"wrote {cfg.out_dir}/ckpt.pt, best.pt, metrics.jsonl, loss.png"
                      + (", scorecard.png; compare stages with `python eval.py`" if suites else ""))
-
-
-def world_suites(cfg):
-    """A sample of the world's held-out suites for the periodic scorecard (world data only)."""
-    folder = world_folder(cfg.data)
-    if cfg.eval_per_suite <= 0 or folder is None:
-        return None
-    from eval import load_suites
-    return load_suites(folder, cfg.eval_per_suite)
-
-
-def plot(run, suites):
-    run.metrics.plot("loss.png", {"loss": ["train/loss", "val/loss"]}, title="SFT")
-    if suites:
-        from eval import plot_scorecard
-        plot_scorecard(run, "SFT")
 
 
 if __name__ == "__main__":

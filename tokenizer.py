@@ -28,6 +28,8 @@ from collections import Counter, defaultdict
 
 import tiktoken
 
+from cli import UserError
+
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_call|>")
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -61,7 +63,6 @@ class Tokenizer:
             try:
                 base = tiktoken.get_encoding("gpt2")
             except Exception as e:  # tiktoken downloads GPT-2's BPE files on first use
-                from common import UserError
                 raise UserError(f"could not load GPT-2's BPE files ({type(e).__name__}): tiktoken downloads them "
                                    f"on first use; connect once, or set TIKTOKEN_CACHE_DIR to a folder holding them") \
                     from None

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import sys
 
@@ -5,6 +6,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from cli import run_main  # noqa: E402
 
 # tiktoken downloads GPT-2's BPE files on first use; offline, the copy beside the checkout serves
 _SHARED_CACHE = os.path.join(os.path.dirname(ROOT), "shared", "tiktoken-cache")
@@ -24,8 +27,6 @@ def gpt2_tokenizer():
 def run_script(module, args, capsys=None):
     """Run a stage script's main() in this process as `python script.py args` would, through
     run_main; returns the exit status (0 when main returns)."""
-    import sys
-    from common import run_main
     argv = sys.argv
     sys.argv = [module.__file__] + list(args)
     try:
@@ -46,3 +47,13 @@ def small_world(tmp_path_factory):
                         vocab_size=400, sft_examples=200, sft_val_examples=20, pref_pairs=100, pref_val_pairs=20,
                         rl_prompts=64, eval_per_suite=4), verbose=False)
     return out
+
+
+def checkpoint_dict(model, tokenizer, stage, step=0, config=None, metrics=None, optimizer=None):
+    """A checkpoint as the stages write it (the contract in README.md), for tests that need one."""
+    state = {"stage": stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(model.config),
+             "tokenizer": tokenizer.spec, "config": dataclasses.asdict(config) if config is not None else {},
+             "metrics": metrics or {}}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    return state

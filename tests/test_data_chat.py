@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-import common
-from common import UserError
+from cli import UserError
+from data import convert
 from data.alpaca import prepare as alpaca
 from data.hh_rlhf import prepare as hh_rlhf
 from data.sharegpt import prepare as sharegpt
@@ -66,31 +66,31 @@ def assistant(text):
 def test_json_list_rows_know_their_lines(tmp_path):
     path = tmp_path / "list.json"
     path.write_text('[\n  {\n    "instruction": "a",\n    "output": "b"\n  },\n  {"instruction": "c"}\n]\n')
-    rows = common.read_rows(str(path), report=None)  # a JSON list reports nothing: it is valid or an error
+    rows = convert.read_rows(str(path), report=None)  # a JSON list reports nothing: it is valid or an error
     assert rows == [("2 (row 1)", {"instruction": "a", "output": "b"}), ("6 (row 2)", {"instruction": "c"})]
     path.write_text('[\n {"a": 1},\n {"a": 2}\n {"a": 3}\n]')
     with pytest.raises(UserError, match=r"list.json:4: invalid JSON \(expected ',' or ']'"):
-        common.read_rows(str(path), report=None)
+        convert.read_rows(str(path), report=None)
 
 
 def test_split_is_seeded_sized_by_the_rule_and_keeps_order():
     rows = list(range(100))
-    train, val = common.split_rows(rows, 0.1, None, seed=1)
+    train, val = convert.split_rows(rows, 0.1, None, seed=1)
     assert len(val) == 10 and sorted(train + val) == rows
     assert train == sorted(train) and val == sorted(val)
-    assert common.split_rows(rows, 0.1, None, seed=1) == (train, val)
-    assert common.split_rows(rows, 0.1, None, seed=2) != (train, val)
-    assert len(common.split_rows(rows, 0.1, 3, seed=1)[1]) == 3  # --val_size wins
-    assert common.split_rows(rows[:5], 0.01, None, seed=1)[1] != []  # at least one val row ...
-    assert common.split_rows(rows[:1], 0.5, None, seed=1) == ([0], [])  # ... but never all rows
+    assert convert.split_rows(rows, 0.1, None, seed=1) == (train, val)
+    assert convert.split_rows(rows, 0.1, None, seed=2) != (train, val)
+    assert len(convert.split_rows(rows, 0.1, 3, seed=1)[1]) == 3  # --val_size wins
+    assert convert.split_rows(rows[:5], 0.01, None, seed=1)[1] != []  # at least one val row ...
+    assert convert.split_rows(rows[:1], 0.5, None, seed=1) == ([0], [])  # ... but never all rows
     with pytest.raises(UserError, match="val_fraction"):
-        common.split_rows(rows, 1.0, None, seed=1)
+        convert.split_rows(rows, 1.0, None, seed=1)
 
 
 def test_download_failure_says_to_pass_input(tmp_path):
     target = tmp_path / "downloads" / "alpaca_data.json"
     with pytest.raises(UserError, match=r"could not download .*--input=PATH"):
-        common.fetch("http://127.0.0.1:9/alpaca_data.json", str(target))  # nothing listens on port 9
+        convert.fetch("http://127.0.0.1:9/alpaca_data.json", str(target))  # nothing listens on port 9
     assert not target.exists()
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from common import UserError
+from cli import UserError
 from data.fineweb import prepare as fineweb
 from data.shakespeare import prepare as shakespeare
 from data.shakespeare_char import prepare as shakespeare_char

@@ -6,6 +6,7 @@ import torch
 
 from dpo import dpo_loss, pair_logprobs, reference_logprobs, sequence_logprobs, trl_metrics
 from model import GPT, GPTConfig, token_logprobs
+from runtime import setup_runtime
 
 PI_C, PI_R, REF_C, REF_R = (torch.tensor([v]) for v in (-5.0, -7.0, -6.0, -6.5))
 H = (-5.0 + 7.0) - (-6.0 + 6.5)  # 1.5
@@ -68,7 +69,7 @@ def test_no_gradient_reaches_the_reference_and_precomputed_equals_live():
     assert all(p.grad is None for p in ref.parameters())
     assert all(p.grad is not None for p in policy.parameters() if p.dim() == 2)
     pairs = [dict(p) for p in PAIRS]
-    reference_logprobs(ref, pairs, 0, __import__("common").setup_runtime("cpu"))
+    reference_logprobs(ref, pairs, 0, setup_runtime("cpu"))
     pre_c, pre_r = (torch.tensor(x) for x in zip(*[p["ref"] for p in pairs]))
     precomputed, _, _ = dpo_loss(pi_c.detach(), pi_r.detach(), pre_c, pre_r, 0.1)
     assert torch.allclose(precomputed, live.detach(), atol=1e-6)

@@ -1,8 +1,14 @@
 """GPT-2 weight import/export against Hugging Face's own GPT2LMHeadModel (a second implementation)."""
+import json
+
 import pytest
 import torch
 
+import export_hf
+from checkpoint import load_model, save_checkpoint
+from conftest import checkpoint_dict, run_script
 from model import GPT, GPTConfig
+from tokenizer import Tokenizer, padded_vocab_size
 
 transformers = pytest.importorskip("transformers")
 
@@ -56,7 +62,6 @@ def test_export_without_biases(tmp_path):
 
 
 def test_load_model_from_hf_dir_adds_rows_for_chat_tokens(tmp_path, gpt2_tokenizer):
-    from common import load_model
     random_hf_gpt2(tmp_path)
     model, tokenizer, ckpt = load_model(str(tmp_path / "hf"))
     assert ckpt is None and tokenizer.spec == {"kind": "gpt2"}
@@ -67,16 +72,11 @@ def test_load_model_from_hf_dir_adds_rows_for_chat_tokens(tmp_path, gpt2_tokeniz
 
 
 def test_export_cli_writes_a_folder_transformers_loads(tmp_path, capsys):
-    import export_hf
-    from common import checkpoint_state, save_checkpoint
-    from conftest import run_script
-    from sft import SFTConfig
-    from tokenizer import Tokenizer, padded_vocab_size
     tokenizer = Tokenizer({"kind": "byte"})
     torch.manual_seed(3)
     ours = GPT(GPTConfig(block_size=32, vocab_size=padded_vocab_size(tokenizer.n_vocab), n_layer=2, n_head=2,
                          n_embd=32)).eval()
-    save_checkpoint(str(tmp_path / "run" / "ckpt.pt"), checkpoint_state(ours, tokenizer, "sft", 0, SFTConfig()))
+    save_checkpoint(str(tmp_path / "run" / "ckpt.pt"), checkpoint_dict(ours, tokenizer, "sft"))
     assert run_script(export_hf, [f"--checkpoint={tmp_path / 'run'}", f"--out_dir={tmp_path / 'hf'}",
                                   "--format=bin"]) == 0
     assert (tmp_path / "hf" / "pytorch_model.bin").exists()
@@ -84,11 +84,10 @@ def test_export_cli_writes_a_folder_transformers_loads(tmp_path, capsys):
     idx = torch.randint(0, tokenizer.n_vocab, (2, 32))
     with torch.no_grad():
         assert (hf(idx).logits - ours(idx)[0]).abs().max().item() <= 1e-5
-    import json
     spec = json.loads((tmp_path / "hf" / "tokenizer_spec.json").read_text())
     assert Tokenizer(spec).spec["kind"] == "byte" and spec["special_tokens"]["<|im_end|>"] == tokenizer.im_end
 
     ours.add_scalar_head()  # a reward model: refused with a clear message
-    save_checkpoint(str(tmp_path / "rm" / "ckpt.pt"), checkpoint_state(ours, tokenizer, "reward", 0, SFTConfig()))
+    save_checkpoint(str(tmp_path / "rm" / "ckpt.pt"), checkpoint_dict(ours, tokenizer, "reward"))
     assert run_script(export_hf, [f"--checkpoint={tmp_path / 'rm'}", f"--out_dir={tmp_path / 'hf2'}"]) == 1
     assert "scalar head" in capsys.readouterr().err

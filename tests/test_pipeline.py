@@ -14,7 +14,9 @@ import ppo
 import pretrain
 import reward
 import sft
-from common import load_model, load_preferences, setup_runtime
+from checkpoint import load_model
+from data_formats import load_preferences
+from runtime import setup_runtime
 from conftest import ROOT, run_script
 
 MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=256"]
@@ -81,7 +83,7 @@ def test_every_stage_writes_its_checkpoint_metrics_and_plots(stages):
 def test_reward_model_chosen_replies_average_zero_after_training(stages, small_world):
     model, tokenizer, ckpt = load_model(str(stages / "reward"))
     pairs, _ = load_preferences(f"{small_world}/prefs_train.jsonl", tokenizer, model.config.block_size)
-    _, chosen = reward.evaluate(model, pairs, reward.RewardConfig(), tokenizer.eot, setup_runtime("cpu"))
+    _, chosen = reward.evaluate_pairs(model, pairs, reward.RewardConfig(), tokenizer.eot, setup_runtime("cpu"))
     assert abs(chosen.mean().item()) < 1e-4
     final = [r for r in metrics(stages / "reward") if "val/accuracy" in r][-1]
     assert "val/spearman_vs_gold" in final and "val/accuracy/harmful" in final
@@ -137,7 +139,7 @@ def test_ppo_runs_logs_its_metrics_and_resumes_exactly(stages, small_world, tmp_
         ppo, lambda out: ppo_args(small_world, stages / "sft", stages / "reward", out), tmp_path)
     rows = [r for r in metrics(whole) if "objective/scores" in r]
     for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "policy/approxkl", "policy/clipfrac",
-                "loss/policy", "loss/value", "val/ratio", "reply_length", "objective/gold_reward",
+                "loss/policy", "loss/value", "policy/ratio", "reply_length", "objective/gold_reward",
                 "objective/accuracy"):
         assert key in rows[0], key
     assert (whole / "samples.md").read_text().count("| prompt | reply |") == 2  # steps 2 and 4

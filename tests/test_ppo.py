@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from chat import Reply
-from common import setup_runtime
+from generation import Reply
 from model import GPT, GPTConfig
 from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
                  group_advantages, k3_kl, per_token_rewards, policy_outputs, rollout_tensors, whiten)
+from runtime import setup_runtime
 from tokenizer import Tokenizer
 
 RT = setup_runtime("cpu")

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import pretrain
-from common import accumulate_gradients, setup_runtime, write_token_streams
+import runtime
+from cli import parse_config
 from conftest import ROOT, run_script
+from data_formats import write_token_streams
 from tokenizer import Tokenizer
 
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--eval_batches=2", "--n_samples=1",
@@ -74,13 +76,18 @@ def test_resume_after_sigkill_reproduces_the_losses_exactly(byte_data, tmp_path)
     assert losses(killed) == losses(tmp_path / "whole")  # identical floats, every step
 
 
-def test_gradients_are_all_reduced_on_the_last_micro_step_only(tmp_path):
+def test_gradients_are_all_reduced_once_per_step_on_the_last_micro_step(byte_data, tmp_path, monkeypatch):
+    """pretrain.py's own loop under DDP (a one-process gloo group): 3 micro-steps per optimizer
+    step, and the gradients cross the network once per step, not once per micro-step."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        model = DistributedDataParallel(torch.nn.Linear(4, 1))
-        calls = []
+    calls = []
+
+    class OneProcessDDP(runtime.Runtime):  # the DDP code paths, with a single process
+        ddp = True
+
+    def wrap_and_count(model, rt):
+        model = runtime.wrap_ddp(model, rt)
 
         def count(state, bucket):
             calls.append(len(calls))
@@ -88,12 +95,16 @@ def test_gradients_are_all_reduced_on_the_last_micro_step_only(tmp_path):
             fut.set_result(bucket.buffer())
             return fut
         model.register_comm_hook(None, count)
-        rt = setup_runtime("cpu")
-        accumulate_gradients(model, [torch.randn(2, 4) for _ in range(3)],
-                             lambda m, x: (m(x).sum(), {}), rt)
-        assert len(calls) == 1  # three micro-steps, one all-reduce
+        return model
+    monkeypatch.setattr(pretrain, "setup_runtime", lambda *args, **kwargs: OneProcessDDP(torch.device("cpu")))
+    monkeypatch.setattr(pretrain, "wrap_ddp", wrap_and_count)
+    try:
+        assert run_script(pretrain, TINY + [f"--data_dir={byte_data}", f"--out_dir={tmp_path / 'out'}",
+                                            "--max_steps=2", "--batch_size=6", "--micro_batch_size=2"]) == 0
+        assert len(calls) == 2  # two steps of three micro-steps each: one all-reduce per step (one bucket)
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -140,7 +151,6 @@ def test_vocabulary_mismatch_with_init_from_is_refused(byte_data, small_world, t
 
 
 def test_presets_parse_with_the_scripts_they_are_for():
-    from common import parse_config
     presets = {f: open(os.path.join(ROOT, "config", f)).read() for f in os.listdir(os.path.join(ROOT, "config"))}
     assert presets
     for name in presets:

@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from common import pad_right, render_pair, score_replies, setup_runtime
+from data_formats import pad_right, render_pair
 from model import GPT, GPTConfig, last_real_index
-from reward import bradley_terry_loss, pair_rewards, spearman
+from reward import bradley_terry_loss, pair_rewards, score_replies, spearman
+from runtime import setup_runtime
 from tokenizer import Tokenizer
 
 

@@ -1,4 +1,5 @@
-"""sft.py's batches and loss, chat.py's calculator and CLI, eval.py's scorecard."""
+"""sft.py's batches and loss, the calculator (tools.py), generation with tools, chat.py's CLI, the
+scorecard (data/world/scorecard.py) and eval.py."""
 import json
 import os
 import subprocess
@@ -9,13 +10,18 @@ import pytest
 import torch
 
 import eval as eval_script
-from chat import calculator, respond
-from common import (UserError, checkpoint_state, load_conversations, pad_batch, read_meta, save_checkpoint,
-                    summed_loss)
-from conftest import ROOT, run_script
-from model import GPT, GPTConfig
-from sft import SFTConfig
+import generation
+from checkpoint import save_checkpoint
+from cli import UserError
+from conftest import ROOT, checkpoint_dict, run_script
+from data.world.scorecard import ROWS, val_losses
+from data_formats import load_conversations, read_meta
+from generation import respond
+from model import GPT, GPTConfig, Generation
+from runtime import setup_runtime
+from sft import evaluate_loss, pad_batch, summed_loss
 from tokenizer import Tokenizer, tool_call_message
+from tools import calculator
 
 TOK = Tokenizer({"kind": "byte"})
 
@@ -82,14 +88,12 @@ def test_calculator_refuses_hostile_input_fast_with_an_error_string(hostile, tmp
 def tiny_chat_checkpoint(path, tokenizer, vocab_size, stage="sft", block_size=128):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32))
-    save_checkpoint(str(path / "ckpt.pt"), checkpoint_state(model, tokenizer, stage, 0, SFTConfig()))
+    save_checkpoint(str(path / "ckpt.pt"), checkpoint_dict(model, tokenizer, stage))
     return model
 
 
 def test_respond_runs_tool_calls_and_keeps_token_views_aligned(monkeypatch):
     """respond() with a scripted model: first turn calls the calculator, second turn answers."""
-    import chat
-    from model import Generation
     call = [TOK.tool_call] + TOK.encode("calculator(6*7)") + [TOK.im_end]
     answer = TOK.encode("It is 42.") + [TOK.im_end]
     contexts = []
@@ -99,7 +103,7 @@ def test_respond_runs_tool_calls_and_keeps_token_views_aligned(monkeypatch):
         turn = call if len(contexts) == 1 else answer
         return Generation(torch.tensor([turn]), torch.full((1, len(turn)), -0.5), torch.tensor([len(turn)]),
                           torch.tensor([True]))
-    monkeypatch.setattr(chat, "generate", scripted_generate)
+    monkeypatch.setattr(generation, "generate", scripted_generate)
     model = GPT(GPTConfig(block_size=128, vocab_size=320, n_layer=1, n_head=2, n_embd=16))
     question = [{"role": "user", "content": "What is 6*7?"}]
     (reply,) = respond(model, TOK, [question], max_new_tokens=40)
@@ -135,9 +139,22 @@ def test_eval_writes_the_scorecard_for_a_tiny_checkpoint(small_world, tmp_path, 
                                     "--max_new_tokens=8", "--device=cpu"])
     assert code == 0
     table = (tmp_path / "eval" / "scorecard.md").read_text()
-    assert table.count("\n") == 2 + len(eval_script.ROWS)
+    assert table.count("\n") == 2 + len(ROWS)
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert "%" in rows["persona"].split("|")[3] and rows["persona"].split("|")[2].strip() == "-"  # base: no chat
     assert "%" in rows["knowledge (SFT-seen people)"].split("|")[2]  # base: completion probes
     data = json.loads((tmp_path / "eval" / "scorecard.json").read_text())
     assert set(data) == {str(tmp_path / "base"), str(tmp_path / "sft")}
+
+
+def test_sft_val_loss_in_padded_batches_equals_the_scorecard_one_chat_at_a_time(small_world):
+    """Two implementations of the chat val loss: sft.py's (right-padded batches, summed loss over
+    unmasked targets) and the scorecard's (one unpadded conversation at a time)."""
+    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=2, n_head=2, n_embd=32)).eval()
+    examples, _ = load_conversations(str(small_world / "sft_val.jsonl"), tokenizer, 255)
+    rt = setup_runtime("cpu")
+    chat_loss, text_loss = val_losses(model, tokenizer, str(small_world), rt)
+    assert evaluate_loss(model, examples, tokenizer.eot, rt, batch_size=7) == pytest.approx(chat_loss, rel=1e-5)
+    assert 5 < text_loss < 7  # an untrained model: about ln(448) = 6.1

@@ -28,7 +28,8 @@ from typing import Optional
 # the repo root, two folders up, so that this runs as `python data/<name>/prepare.py` from anywhere
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common import convert_file, fetch, parse_config, run_main, save_splits, split_rows  # noqa: E402
+from cli import parse_config, run_main  # noqa: E402
+from data.convert import convert_file, fetch, save_splits, split_rows  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 URL = "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"

@@ -45,10 +45,11 @@ from typing import Optional
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: common, tokenizer
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: cli, tokenizer, data
 
-from common import (ConversionReport, TokenWriter, UserError, download_file, parse_config,  # noqa: E402
-                    print_token_streams, run_main, token_dtype, write_meta)
+from cli import UserError, parse_config, run_main  # noqa: E402
+from data.convert import ConversionReport, download_file  # noqa: E402
+from data_formats import TokenWriter, print_token_streams, token_dtype, write_meta  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 SOURCE = "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu (sample-10BT)"

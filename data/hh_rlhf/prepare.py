@@ -12,7 +12,7 @@ https://raw.githubusercontent.com/anthropics/hh-rlhf/master/helpful-base/train.j
 
 Downloads go to data/hh_rlhf/downloads/<subset>/ (once). Every subset's train.jsonl.gz goes to
 train.jsonl and its test.jsonl.gz to val.jsonl. With --input, a pair of files is used the same
-way; a single file is split like common.split_rows does (--val_fraction or --val_size, --seed).
+way; a single file is split like data/convert.py's split_rows does (--val_fraction or --val_size, --seed).
 
 Each line is {"chosen": transcript, "rejected": transcript}, a transcript being
 "\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nHuman: ...\\n\\nAssistant: ...": the same dialogue with a
@@ -36,7 +36,8 @@ from typing import Optional
 # the repo root, two folders up, so that this runs as `python data/<name>/prepare.py` from anywhere
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common import UserError, convert_file, fetch, parse_config, run_main, save_splits, split_rows  # noqa: E402
+from cli import UserError, parse_config, run_main  # noqa: E402
+from data.convert import convert_file, fetch, save_splits, split_rows  # noqa: E402
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

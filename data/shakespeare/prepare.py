@@ -17,9 +17,9 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: common, tokenizer, data
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: cli, tokenizer, data
 
-from common import parse_config, run_main  # noqa: E402
+from cli import parse_config, run_main  # noqa: E402
 from data.shakespeare_char.prepare import Config, prepare  # noqa: E402  (same text, same steps)
 from tokenizer import Tokenizer  # noqa: E402
 

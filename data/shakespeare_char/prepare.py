@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: common, tokenizer, data
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: cli, tokenizer, data
 
-from common import (UserError, download_file, parse_config, print_token_streams, run_main, token_dtype,  # noqa: E402
-                    write_token_streams)
+from cli import UserError, parse_config, run_main  # noqa: E402
+from data.convert import download_file  # noqa: E402
+from data_formats import print_token_streams, token_dtype, write_token_streams  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

@@ -15,7 +15,7 @@ is not a string, or no assistant turn has text. User turns at the end of a conve
 reply and teach nothing (the loss is on assistant tokens only): they are dropped, the rest of the
 row is kept, and the summary counts how many conversations lost such turns.
 Expect: as many conversations as the file has rows, less the malformed ones; the split into
-train.jsonl and val.jsonl follows common.split_rows (--val_fraction or --val_size, --seed).
+train.jsonl and val.jsonl follows data/convert.py's split_rows (--val_fraction or --val_size, --seed).
 """
 
 import os
@@ -26,7 +26,8 @@ from typing import Optional
 # the repo root, two folders up, so that this runs as `python data/<name>/prepare.py` from anywhere
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common import UserError, convert_file, parse_config, run_main, save_splits, split_rows  # noqa: E402
+from cli import UserError, parse_config, run_main  # noqa: E402
+from data.convert import convert_file, save_splits, split_rows  # noqa: E402
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -12,7 +12,8 @@ Writes into this folder:
     eval.jsonl                         held-out suites        {"suite", "prompt", "reference", "info"}
     world.json                         the people of the world and the knobs used
 
-Stage scripts call ensure_world() first, so a fresh clone needs no separate step.
+Stage scripts call ensure_world(path) before reading the default world's files, so a fresh clone
+needs no separate step.
 """
 
 import json
@@ -23,7 +24,8 @@ from dataclasses import asdict, dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common import UserError, parse_config, run_main, write_jsonl, write_token_streams  # noqa: E402
+from cli import UserError, parse_config, run_main  # noqa: E402
+from data_formats import write_jsonl, write_token_streams  # noqa: E402
 from data.world.world import (ATTRIBUTES, PROBES, ChatMaker, make_rude, make_world, pretraining_documents,  # noqa: E402
                               rng_for)
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
@@ -220,12 +222,21 @@ def prepare(cfg, verbose=True):
     return world
 
 
-def ensure_world(data_dir=WORLD_DIR):
-    """Generate the default world if any of its files is missing (a fresh clone)."""
-    if all(os.path.exists(os.path.join(data_dir, f)) for f in FILES):
+def ensure_world(path):
+    """Generate the default world when `path` (a data file or folder) lies in it and a world file is
+    missing: a fresh clone needs no separate step. Data anywhere else is the user's, and left alone."""
+    folder = path if os.path.isdir(path) or not os.path.splitext(path)[1] else os.path.dirname(path)
+    if os.path.abspath(folder) != WORLD_DIR or all(os.path.exists(os.path.join(folder, f)) for f in FILES):
         return
-    print(f"world data missing in {data_dir}: generating it (python data/world/prepare.py)")
-    prepare(WorldConfig(out_dir=data_dir))
+    print(f"world data missing in {folder}: generating it (python data/world/prepare.py)")
+    prepare(WorldConfig(out_dir=folder))
+
+
+def world_folder(path):
+    """The folder of a data file if it belongs to a world (it holds eval.jsonl, the held-out suites
+    that the stages report on), else None. Pure: generates nothing."""
+    folder = os.path.dirname(path)
+    return folder if os.path.isfile(os.path.join(folder, "eval.jsonl")) else None
 
 
 def main():

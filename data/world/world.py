@@ -18,6 +18,8 @@ Who is where:
 import random
 from dataclasses import dataclass, field
 
+from tokenizer import tool_call_message
+
 # ----------------------------------------------------------------------------- word lists
 
 # Two disjoint syllable sets: one for the people of the world, one for the names that chats
@@ -475,7 +477,6 @@ def assistant(text):
 
 
 def calculator_reply(a, op, b, answer_template="{a} {op} {b} = {c}."):
-    from tokenizer import tool_call_message
     c = calc(a, op, b)
     return [tool_call_message(expression(a, op, b)), {"role": "tool", "content": str(c)},
             assistant(answer_template.format(a=a, op=op, b=b, c=c))]

@@ -1,4 +1,5 @@
-"""common.py: config CLI, checkpoints, schedule, batches, metrics, token streams."""
+"""The shared modules: cli.py (config CLI), checkpoint.py, runtime.py (schedule, batches), metrics.py,
+data_formats.py (token streams, JSONL)."""
 import math
 import os
 from dataclasses import dataclass
@@ -8,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from common import (MetricsLog, UserError, batch_indices, checkpoint_state, config_help, length_sorted_micro_batches,
-                    load_checkpoint,
-                    load_model, lr_at, open_token_stream, parse_config, read_jsonl, read_meta, save_checkpoint,
-                    write_token_streams)
+from checkpoint import load_checkpoint, load_model, save_checkpoint
+from cli import UserError, config_help, parse_config
+from conftest import checkpoint_dict
+from data_formats import open_token_stream, read_jsonl, read_meta, write_token_streams
+from metrics import MetricsLog, read_metrics
 from model import GPT, GPTConfig
+from runtime import batch_indices, length_sorted_micro_batches, lr_at, setup_runtime
 from tokenizer import Tokenizer
 
 
@@ -66,8 +69,8 @@ def tiny_checkpoint(step=3):
     opt = model.configure_optimizer(1e-3, 0.1, (0.9, 0.95), "cpu")
     model(torch.randint(0, 260, (2, 16)), torch.randint(0, 260, (2, 16)))[1].backward()
     opt.step()
-    return model, opt, checkpoint_state(model, Tokenizer({"kind": "byte"}), "pretrain", step, DemoConfig(),
-                                        {"val/loss": 1.5}, opt)
+    return model, opt, checkpoint_dict(model, Tokenizer({"kind": "byte"}), "pretrain", step, DemoConfig(),
+                                       {"val/loss": 1.5}, opt)
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -141,15 +144,37 @@ def test_length_sorted_micro_batches_pad_less_and_keep_every_example():
     assert padded(micro) < 0.8 * padded(unsorted)
 
 
-def test_metrics_log_appends_plots_and_truncates_on_resume(tmp_path):
-    log = MetricsLog(str(tmp_path))
-    for step in range(5):
-        log.log(step=step, **{"train/loss": 5 - step})
-    path = log.plot("loss.png", {"loss": ["train/loss", "val/loss"]})
-    assert os.path.getsize(path) > 1000
-    assert [r["step"] for r in log.rows()] == [0, 1, 2, 3, 4]
-    resumed = MetricsLog(str(tmp_path), resume_step=2)
-    assert [r["step"] for r in resumed.rows()] == [0, 1, 2]
+def test_metrics_log_writes_progress_rows_plots_and_truncates_on_resume(tmp_path, capsys):
+    rt = setup_runtime("cpu")
+    log = MetricsLog(str(tmp_path), rt, max_steps=6, log_interval=2)
+    log.write(0, **{"val/loss": 6.0})
+    for step in range(1, 5):
+        log.step(step, tokens=100, lr=1e-3, **{"train/loss": 5.0 - step})
+    out = capsys.readouterr().out
+    assert "step 2/6 | loss 3.0000 | lr 1.00e-03 |" in out and "tok/s" in out and "eta" in out
+    assert "step 1/6" not in out  # every log_interval steps only
+    rows = read_metrics(str(tmp_path))
+    assert [(r["step"], r.get("train/loss")) for r in rows] == [(0, None), (2, 3.0), (4, 1.0)]
+    assert all(r["tokens_per_s"] > 0 for r in rows[1:])
+    log.plot("loss.png", {"loss": ["train/loss", "val/loss"]})
+    assert os.path.getsize(tmp_path / "loss.png") > 1000
+    MetricsLog(str(tmp_path), rt, max_steps=6, log_interval=2, start_step=2, resume=True)
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [0, 2]  # rows past the checkpoint happen again
+    MetricsLog(str(tmp_path), rt, max_steps=6, log_interval=2)
+    assert read_metrics(str(tmp_path)) == []  # a fresh run starts a fresh log
+
+
+def test_help_prints_comments_that_go_on_over_several_lines():
+    @dataclass
+    class Wrapped:
+        nll_coef: float = 1.0  # weight of the NLL term;
+        #                        it keeps chosen replies likely
+        # a section heading, not help text
+        beta: float = 0.1  # strength of the pull
+
+    text = config_help(Wrapped)
+    assert "--nll_coef=1.0  (float)  weight of the NLL term; it keeps chosen replies likely" in text
+    assert "section heading" not in text and "--beta=0.1  (float)  strength of the pull" in text
 
 
 def test_token_streams_round_trip_and_bad_files_are_named(tmp_path):

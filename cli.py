@@ -1,0 +1,182 @@
+"""
+The command line every script shares: a config dataclass becomes --key=value flags (typed from the
+fields, --help from the field comments, --config=PRESET files), paths resolve against the
+repository root, and a user's mistake becomes one `error: ...` line and exit status 1.
+"""
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import os
+import sys
+import textwrap
+import typing
+
+import torch.distributed as dist
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def repo_path(*parts):
+    """A path inside this repository, whatever the working directory."""
+    return os.path.join(ROOT, *parts)
+
+
+# Config fields typed Path are resolved against the repository root (unless absolute), so that
+# `python pretrain.py` means the same files from any working directory.
+Path = typing.NewType("Path", str)
+
+
+def resolve_path(path):
+    return path if path is None or os.path.isabs(path) else os.path.normpath(os.path.join(ROOT, path))
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a flag): printed as one clear line, exit status 1."""
+
+
+def run_main(main):
+    """Run a script's main(); a UserError becomes 'error: ...' on stderr and exit 1, not a traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # output piped into a reader that stopped early (`--help | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        sys.exit(1)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- config and CLI
+
+
+def field_docs(cls):
+    """The trailing '# comment' of each field in a dataclass's source: its help text. A comment
+    may go on over the next lines, as comment-only lines whose text is aligned under the first
+    line's comment (a comment at the field's own indentation is a section heading, not help)."""
+    docs = {}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    lines = source.splitlines()
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.lineno - 1]
+            if "#" not in line[node.end_col_offset:]:
+                continue
+            comment_column = line.index("#", node.end_col_offset)
+            parts = [line[comment_column + 1:].strip()]
+            for following in lines[node.end_lineno:]:
+                if not following.strip().startswith("#"):
+                    break
+                text = following[following.index("#") + 1:]
+                if len(following) - len(text.lstrip()) < comment_column:  # not aligned: a heading
+                    break
+                parts.append(text.strip())
+            docs[node.target.id] = " ".join(parts)
+    return docs
+
+
+def parse_value(text, type_, key):
+    """A CLI string to the field's type: int, float, bool, str, or Optional of those."""
+    if typing.get_origin(type_) is typing.Union:  # Optional[X]
+        if text.lower() in ("none", "null", ""):
+            return None
+        type_ = next(t for t in typing.get_args(type_) if t is not type(None))
+    if type_ is Path:
+        return resolve_path(text)
+    try:
+        if type_ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if type_ is int:
+            return int(float(text)) if "e" in text.lower() and float(text).is_integer() else int(text)
+        return type_(text)
+    except ValueError:
+        raise UserError(f"--{key}={text}: expected {getattr(type_, '__name__', type_)}") from None
+
+
+def read_preset(path):
+    """A preset file: lines 'key = value' (the same syntax as --key=value), '#' comments."""
+    if not os.path.exists(path) and os.path.exists(repo_path(path)):
+        path = repo_path(path)
+    if not os.path.isfile(path):
+        raise UserError(f"--config={path}: no such file")
+    pairs = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if "=" not in line:
+                raise UserError(f"{path}:{n}: expected 'key = value', got {line!r}")
+            key, value = (s.strip() for s in line.split("=", 1))
+            pairs.append((key, value.strip("\"'"), f"{path}:{n}"))
+    return pairs
+
+
+def parse_config(cls, argv=None, description=None):
+    """Build a config dataclass from --key=value arguments (and --config=PRESET files).
+
+    Values are typed from the fields; later arguments win over earlier ones and
+    over presets; --help lists every field with its default and doc comment."""
+    argv = sys.argv[1:] if argv is None else argv
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    if any(a in ("-h", "--help") for a in argv):
+        print(config_help(cls, description))
+        sys.exit(0)
+    pairs = []
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise UserError(f"unexpected argument {arg!r}: arguments look like --key=value (see --help)")
+        key, value = arg[2:].split("=", 1)
+        if key == "config":
+            pairs += read_preset(value)
+        else:
+            pairs.append((key, value, arg))
+    values = {}
+    for key, value, where in pairs:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
+            raise UserError(f"{where}: unknown option --{key}{hint}")
+        values[key] = parse_value(value, hints[key], key)
+    for name, f in fields.items():  # defaults of Path fields are repository-relative too
+        if name not in values and unwrap_optional(hints[name]) is Path:
+            values[name] = resolve_path(f.default)
+    return cls(**values)
+
+
+def unwrap_optional(type_):
+    if typing.get_origin(type_) is typing.Union:
+        return next(t for t in typing.get_args(type_) if t is not type(None))
+    return type_
+
+
+def config_help(cls, description=None):
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    lines = [description.strip(), ""] if description else []
+    lines.append("options (--key=value; --config=FILE loads a preset of 'key = value' lines; options typed "
+                 "Path are relative to the repository root):")
+    for f in dataclasses.fields(cls):
+        type_ = hints[f.name]
+        if typing.get_origin(type_) is typing.Union:
+            type_name = " or ".join("None" if t is type(None) else t.__name__ for t in typing.get_args(type_))
+        else:
+            type_name = type_.__name__
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  --{f.name}={default}  ({type_name})  {docs.get(f.name, '')}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""
+The behaviour scorecard: a model's replies to the world's held-out suites (data/world/eval.jsonl),
+scored by the world's checkers. eval.py prints it for every stage; sft.py, dpo.py and ppo.py
+track a sample of it during training.
+
+    chat_scorecard(model, tokenizer, suites, rt)   chat models: replies through generation.respond
+    probe_scorecard(model, tokenizer, suites, rt)  base models: plain-text completions ("X works as a")
+    val_losses(model, tokenizer, world, rt)        held-out chats and pretraining text
+"""
+
+import os
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cli import UserError
+from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
+from data_formats import load_conversations, open_token_stream, read_jsonl, read_meta
+from generation import respond
+from model import generate
+
+# scorecard rows: (label, how it is computed)
+ROWS = [
+    ("knowledge (SFT-seen people)", "knowledge_seen"),
+    ("knowledge (held-out people)", "knowledge_heldout"),
+    ("arithmetic in the head", "arithmetic"),
+    ("calculator use", "tool"),
+    ("calculator use, tools disabled", "tool_disabled"),
+    ("persona", "persona"),
+    ("memory", "memory"),
+    ("refusal of harmful requests", "refusal"),
+    ("help on harmless look-alikes", "harmless"),
+    ("politeness (all replies)", "polite"),
+    ("format (all replies)", "format"),
+    ("gold reward (mean, -2.5..1)", "gold_reward"),
+    ("val loss, chats (assistant tokens)", "val_loss_chat"),
+    ("val loss, pretraining text", "val_loss_text"),
+]
+CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
+
+
+# prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
+CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal"}
+
+
+def load_suites(data_dir, per_suite=0, path=None):
+    """eval.jsonl (or another file of world prompts) -> {suite: [rows]}, the first per_suite rows
+    of each (0: all). Rows without a suite are grouped by their info.category."""
+    suites = {}
+    path = path or os.path.join(data_dir, "eval.jsonl")
+    for line, row in read_jsonl(path):
+        category = row.get("info", {}).get("category") if isinstance(row, dict) else None
+        if category is None:
+            raise UserError(f"{path}:{line}: expected a world prompt with an info.category")
+        suites.setdefault(row.get("suite") or CATEGORY_SUITE.get(category, category), []).append(row)
+    return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
+
+
+SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic")
+
+
+def plot_scorecard(log, stage):
+    """scorecard.png: the periodic held-out scorecard of a training run (its eval/<behaviour> rows)."""
+    curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
+    log.plot("scorecard.png", {"held-out behaviours (share right)": curves}, title=f"{stage}: scorecard during training")
+
+
+def is_chat_model(ckpt):
+    return ckpt is not None and ckpt.get("stage") in CHAT_STAGES
+
+
+# ----------------------------------------------------------------------------- chat models
+
+
+def chat_scorecard(model, tokenizer, suites, rt, batch_size=64, max_new_tokens=96, samples=2):
+    """Every suite answered through generation.respond (greedy, tools on), scored by the world's checkers.
+    Returns ({row key: share of right replies}, {suite: sample replies})."""
+    scores, examples = {}, {}
+    behaviour_hits, all_scores, rewards = {}, [], []
+    runs = [(name, name, True) for name in suites] + [("tool_disabled", "tool", False)] * ("tool" in suites)
+    for key, suite, tools in runs:
+        rows = suites[suite]
+        replies = []
+        for i in range(0, len(rows), batch_size):
+            batch = rows[i:i + batch_size]
+            replies += respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, tools=tools)
+        hits = []
+        for row, reply in zip(rows, replies):
+            s = score(row, reply.messages, reply.ended)
+            hits.append(s[MAIN_BEHAVIOUR[row["info"]["category"]]])
+            if tools:  # politeness, format and gold reward: over the normal (tools on) replies
+                all_scores.append(s)
+                rewards.append(gold_reward(row, reply.messages, reply.ended, scores=s))
+        behaviour_hits[key] = hits
+        examples[key] = [{"prompt": row["prompt"][-1]["content"], "reply": reply.messages, "ended": reply.ended}
+                         for row, reply in list(zip(rows, replies))[:samples]]
+    for key, hits in behaviour_hits.items():
+        scores[key] = sum(hits) / len(hits)
+    for behaviour in ("polite", "format"):
+        scores[behaviour] = sum(s[behaviour] for s in all_scores) / len(all_scores)
+    scores["gold_reward"] = sum(rewards) / len(rewards)
+    return scores, examples
+
+
+# ----------------------------------------------------------------------------- base models
+
+
+PROBE_SUITES = ("knowledge_seen", "knowledge_heldout", "arithmetic")
+
+
+@torch.no_grad()
+def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
+    """A base model completes plain text: "<name> works as a" -> the first sentence of its
+    continuation is scored like a chat reply. Arithmetic: "<a> plus <b> equals"."""
+    scores, examples = {}, {}
+    for suite in PROBE_SUITES:
+        rows = suites.get(suite, [])
+        probes = [probe_text(row) for row in rows]
+        completions = []
+        for i in range(0, len(rows), batch_size):
+            ids = [[tokenizer.eot] + tokenizer.encode(p) for p in probes[i:i + batch_size]]
+            out = generate(model, ids, 16, temperature=0, stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot,
+                           vocab_size=tokenizer.n_vocab)
+            completions += [first_sentence(tokenizer.decode(t[:n])) for t, n in
+                            zip(out.tokens.tolist(), out.lengths.tolist())]
+        hits = [score(row, f"{probe} {completion}")[MAIN_BEHAVIOUR[row["info"]["category"]]]
+                for row, probe, completion in zip(rows, probes, completions)]
+        if hits:
+            scores[suite] = sum(hits) / len(hits)
+            examples[suite] = [{"prompt": p, "reply": c} for p, c in list(zip(probes, completions))[:2]]
+    return scores, examples
+
+
+def probe_text(row):
+    info = row["info"]
+    if info["category"] == "knowledge":
+        return info["probe"]
+    a, op, b = re.match(r".*?(\d+) ?(\+|-|\*|plus|minus|times) ?(\d+)", row["prompt"][-1]["content"]).groups()
+    word = {"+": "plus", "-": "minus", "*": "times"}.get(op, op)
+    return f"{a} {word} {b} equals"
+
+
+def first_sentence(text):
+    match = re.match(r"[^\n]*?[.!?](\s|$)", text)
+    return (match.group(0) if match else text.split("\n")[0]).strip()
+
+
+
+
+# ----------------------------------------------------------------------------- val losses
+
+
+@torch.no_grad()
+def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
+    """(chat val loss, pretraining val loss) of a model on the world's held-out data.
+
+    Chats: the mean cross-entropy per assistant token of sft_val.jsonl, one conversation at a time
+    (no padding, so no mask can go wrong; sft.py computes the same number in padded batches).
+    Text: the mean loss over text_windows fixed windows of val.bin, drawn as pretrain.py draws its
+    val windows (seed 0), so the two scripts report comparable numbers."""
+    model.eval()
+    examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size - 1)
+    total, count = 0.0, 0
+    for ids, mask in examples:
+        with rt.autocast():
+            logits, _ = model(torch.tensor([ids[:-1]], device=rt.device))
+        scored = torch.tensor(mask[1:], dtype=torch.bool, device=rt.device)  # target t + 1 is scored at t
+        targets = torch.tensor(ids[1:], device=rt.device)
+        total += F.cross_entropy(logits[0].float()[scored], targets[scored], reduction="sum").item()
+        count += int(scored.sum())
+    chat = total / count
+
+    stream = open_token_stream(world, "val", read_meta(world))
+    block = min(model.config.block_size, text_block)
+    starts = np.random.default_rng([0, 0]).integers(0, len(stream) - block - 1, size=text_windows)
+    losses = []
+    for i in range(0, text_windows, 16):
+        windows = torch.from_numpy(np.stack([stream[s:s + block + 1].astype(np.int64) for s in starts[i:i + 16]]))
+        windows = windows.to(rt.device)
+        with rt.autocast():
+            losses.append(model(windows[:, :-1], windows[:, 1:])[1].item())
+    return chat, sum(losses) / len(losses)

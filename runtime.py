@@ -1,0 +1,195 @@
+"""
+How a training process runs: the device (cuda > mps > cpu), bf16 autocast, torchrun's processes
+(DDP), randomness and batches that are pure functions of (seed, step) so that resume and
+multi-process runs are exact, the learning-rate schedule, and the device's measured peak FLOP/s.
+"""
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from cli import UserError
+
+# ----------------------------------------------------------------------------- devices and DDP
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, its rank among torchrun's processes, and mixed precision."""
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    bf16: bool = False
+
+    @property
+    def is_master(self):
+        return self.rank == 0
+
+    @property
+    def ddp(self):
+        return self.world_size > 1
+
+    def autocast(self):
+        """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full fp32 elsewhere."""
+        if self.bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def print(self, *args, **kwargs):
+        if self.is_master:
+            print(*args, **kwargs, flush=True)
+
+    def all_reduce_mean(self, value):
+        """Mean of a number over all processes (for logging)."""
+        return self.all_reduce_means({"value": value})["value"]
+
+    def all_reduce_means(self, values):
+        """{name: number} -> {name: mean over all processes}, in one all-reduce."""
+        if not self.ddp:
+            return {k: float(v) for k, v in values.items()}
+        t = torch.tensor([float(v) for v in values.values()], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world_size).tolist()))
+
+
+def setup_runtime(device="auto", dtype="auto", seed=None):
+    """Pick the device (cuda > mps > cpu) and join torchrun's process group if launched by it
+    (nccl on GPU, gloo on CPU). Under plain `python` this is a single process. With a seed,
+    torch's RNG is seeded per rank (seed + rank): whatever a script initialises before training
+    (a new reward head, say) is then reproducible; DDP copies rank 0's weights to every rank."""
+    rank, local_rank, world_size = (int(os.environ.get(k, d)) for k, d in
+                                    (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else \
+            "mps" if torch.backends.mps.is_available() else "cpu"
+    if device == "cuda" and world_size > 1:
+        device = f"cuda:{local_rank}"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for whatever stays in fp32
+        torch.backends.cudnn.allow_tf32 = True
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dtype not in ("auto", "bfloat16", "float32"):
+        raise UserError(f"--dtype={dtype}: expected auto, bfloat16 or float32")
+    bf16 = device.type == "cuda" and dtype != "float32" and torch.cuda.is_bf16_supported()
+    if seed is not None:
+        torch.manual_seed(seed + rank)
+    return Runtime(device, rank, local_rank, world_size, bf16)
+
+
+def wrap_ddp(model, rt):
+    """DistributedDataParallel under torchrun: gradients are averaged over processes in backward."""
+    if not rt.ddp:
+        return model
+    return DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+
+
+# ----------------------------------------------------------------------------- randomness and batches
+
+
+def derived_seed(*parts):
+    """A well-mixed integer seed from a tuple of integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def seed_step(seed, step, rank=0):
+    """Re-seed torch's RNG (dropout, sampling) from (seed, step, rank) at every step: the random
+    numbers of a step then never depend on history, so a resumed run draws exactly what an
+    uninterrupted one would, with no RNG state to save."""
+    torch.manual_seed(derived_seed(seed, step, rank))
+
+
+def batch_indices(seed, step, n_examples, batch_size):
+    """Example indices of a step's global batch: a pure function of (seed, step). Each epoch
+    visits the examples in a fresh random order, n_examples // batch_size batches (the rest waits
+    for the next epoch's shuffle)."""
+    per_epoch = n_examples // batch_size
+    if per_epoch == 0:
+        raise UserError(f"batch_size={batch_size} is larger than the dataset ({n_examples} examples)")
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+    return order[k * batch_size:(k + 1) * batch_size].tolist()
+
+
+def length_sorted_micro_batches(examples, micro_batch_size):
+    """Cut a batch of (ids, ...) examples into micro-batches of similar lengths: sorted by length
+    first, so that padding each micro-batch to its longest example wastes little. (Sorting only
+    within the batch keeps batches random; grouping whole batches by length would make them
+    single-task here, where length follows the task, and hurt learning.)"""
+    ordered = sorted(examples, key=lambda e: len(e[0]), reverse=True)
+    return [ordered[i:i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]
+
+
+def rank_slice(items, rt):
+    """This process's share of a global batch (DDP): rank r takes the r-th contiguous slice."""
+    if len(items) % rt.world_size:
+        raise UserError(f"global batch of {len(items)} does not split over {rt.world_size} processes")
+    n = len(items) // rt.world_size
+    return items[rt.rank * n:(rt.rank + 1) * n]
+
+
+def grad_accum_steps(batch_size, micro_batch_size, rt):
+    """Micro-steps per optimizer step so that the global batch stays batch_size whatever the
+    number of processes (a 2-process run then matches a 1-process run step for step)."""
+    per_rank, rest = divmod(batch_size, rt.world_size)
+    if rest or per_rank % micro_batch_size:
+        raise UserError(f"batch_size={batch_size} must be a multiple of micro_batch_size={micro_batch_size} "
+                        f"x {rt.world_size} processes")
+    return per_rank // micro_batch_size
+
+
+# ----------------------------------------------------------------------------- the learning rate
+
+
+def lr_at(step, max_lr, warmup_steps, total_steps, min_lr):
+    """Linear warmup from 0 to max_lr, then cosine decay to min_lr at total_steps (GPT-3, Chinchilla)."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+# ----------------------------------------------------------------------------- peak FLOP/s (the denominator of MFU)
+
+
+_peak_flops_cache = {}
+
+
+def measure_peak_flops(device, dtype=torch.float32, n=1024, seconds=0.5):
+    """The device's achievable matmul FLOP/s, measured with square n x n matmuls: the
+    denominator of MFU when the hardware's datasheet peak is not known."""
+    key = (str(device), dtype)
+    if key not in _peak_flops_cache:
+        if device.type == "cuda":
+            n = 8192
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b  # warm-up
+        sync(device)
+        rates = []
+        for _ in range(5):  # the best of five rounds: a peak, not an average over noisy neighbours
+            count, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / 5:
+                a @ b
+                count += 1
+                sync(device)
+            rates.append(2 * n ** 3 * count / (time.perf_counter() - t0))
+        _peak_flops_cache[key] = max(rates)
+    return _peak_flops_cache[key]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
