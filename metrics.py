@@ -31,6 +31,14 @@ def format_seconds(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def shown(values, digits=3, short_names=True):
+    """'name value' for a progress line: metric names without their first prefix (train/loss ->
+    loss, train/rewards/chosen -> rewards/chosen), unless two would then read the same."""
+    short = [k.split("/", 1)[-1] if short_names else k for k in values]
+    return [f"{name if short.count(name) == 1 else k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}"
+            for name, (k, v) in zip(short, values.items())]
+
+
 class MetricsLog:
     """metrics.jsonl of one run, with the progress lines of its training loop.
 
@@ -60,6 +68,12 @@ class MetricsLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": step, **{k: v for k, v in values.items() if v is not None}}) + "\n")
 
+    def report(self, step, **values):
+        """An evaluation: the row in metrics.jsonl and one line 'step N: val/loss 1.234 | ...'."""
+        self.write(step, **values)
+        if values:
+            self.rt.print(f"step {step}: " + " | ".join(shown(values, short_names=False)))
+
     def step(self, step, tokens=None, **values):
         """After each optimizer step: tokens processed by all processes in it (for tokens/s and
         MFU) and the values to log (averaged over processes)."""
@@ -73,22 +87,20 @@ class MetricsLog:
         steps, seconds, window_tokens = self.window
         self.window = [0, 0.0, 0]
         row = {**values, **self.rt.all_reduce_means({k: v for k, v in values.items() if isinstance(v, float)})}
-        names = [k.split("/")[-1] for k in row]  # short names, unless two metrics would share one
-        shown = [f"{name if names.count(name) == 1 else k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                 for name, (k, v) in zip(names, row.items()) if k not in ("lr", "grad_norm", "tokens_seen")]
+        parts = shown({k: v for k, v in row.items() if k not in ("lr", "grad_norm", "tokens_seen")}, digits=4)
         if "lr" in row:
-            shown.append(f"lr {row['lr']:.2e}")
+            parts.append(f"lr {row['lr']:.2e}")
         if tokens is not None:
             row["tokens_per_s"] = window_tokens / seconds
-            shown.append(f"{row['tokens_per_s']:,.0f} tok/s")
+            parts.append(f"{row['tokens_per_s']:,.0f} tok/s")
             if self.flops_per_token and self.peak_flops:
                 row["mfu"] = estimate_mfu(self.flops_per_token, row["tokens_per_s"], self.peak_flops)
-                shown.append(f"mfu {row['mfu']:.1%}")
+                parts.append(f"mfu {row['mfu']:.1%}")
         else:
-            shown.append(f"{steps / seconds:.2f} steps/s")
+            parts.append(f"{steps / seconds:.2f} steps/s")
         self.write(step, **row)
         eta = format_seconds((self.max_steps - step) * self.seconds_per_step())
-        self.rt.print(f"step {step}/{self.max_steps} | " + " | ".join(shown) + f" | eta {eta}")
+        self.rt.print(f"step {step}/{self.max_steps} | " + " | ".join(parts) + f" | eta {eta}")
 
     def seconds_per_step(self):
         return self.timed_seconds / self.timed_steps if self.timed_steps else float("nan")

@@ -44,30 +44,35 @@ from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, s
 
 @dataclass
 class PPOConfig:
-    algo: str = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
-    # models and data
+    # data and output
     init_from: str = "out/sft"  # the policy and the frozen reference start here
     reward_model: str = "out/reward"  # the learned reward; PPO's value model starts from it too
-    reward: str = "model"  # model: the reward model's score; gold: the world's rule-based gold_reward
     prompts: Path = "data/world/rl_prompts.jsonl"  # prompts (JSONL {"prompt": [messages], ...})
     prompt_categories: Optional[str] = None  # keep only prompts whose info.category is in this comma list
     out_dir: Path = "out/ppo"  # checkpoints, metrics.jsonl, plots and sample tables go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    # loss: the algorithm, the reward and its KL shaping
+    algo: str = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
+    reward: str = "model"  # model: the reward model's score; gold: the world's rule-based gold_reward
+    missing_eos_score: float = -2.0  # the score of a reply that never ends its turn
+    beta: float = 0.05  # KL penalty coefficient (the start value when adaptive)
+    target_kl: Optional[float] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
+    kl_horizon: int = 2000  # adaptive controller horizon, in rollouts
+    clip_range: float = 0.2  # PPO's policy ratio clip epsilon
+    clip_range_value: float = 0.2  # value prediction clip around the rollout's values
+    vf_coef: float = 0.1  # weight of the value loss
+    gamma: float = 1.0  # discount
+    lam: float = 0.95  # GAE lambda
     # rollouts
     rollout_batch: int = 32  # prompts per iteration, over all processes
     group_size: int = 4  # GRPO: replies sampled per prompt
     max_new_tokens: int = 48  # longest reply
     temperature: float = 0.7  # sampling temperature; log-probs everywhere use logits / temperature
-    missing_eos_score: float = -2.0  # the score of a reply that never ends its turn
-    # reward shaping
-    beta: float = 0.05  # KL penalty coefficient (the start value when adaptive)
-    target_kl: Optional[float] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
-    kl_horizon: int = 2000  # adaptive controller horizon, in rollouts
     # optimisation
-    max_steps: int = 50  # iterations (rollouts + PPO epochs)
-    ppo_epochs: int = 2  # passes over each iteration's rollouts
     minibatch_size: int = 16  # rollouts per optimizer step, over all processes
     micro_batch_size: int = 8  # rollouts per forward/backward pass in one process
+    max_steps: int = 50  # iterations (rollouts + PPO epochs)
+    ppo_epochs: int = 2  # passes over each iteration's rollouts
     learning_rate: float = 3e-5  # peak learning rate (policy and value)
     min_lr: float = 3e-5  # learning rate at the end (cosine decay)
     warmup_steps: int = 0  # linear warmup from 0, in iterations
@@ -75,11 +80,6 @@ class PPOConfig:
     beta1: float = 0.9  # AdamW beta1
     beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
-    clip_range: float = 0.2  # PPO's policy ratio clip epsilon
-    clip_range_value: float = 0.2  # value prediction clip around the rollout's values
-    vf_coef: float = 0.1  # weight of the value loss
-    gamma: float = 1.0  # discount
-    lam: float = 0.95  # GAE lambda
     # evaluation and logging
     eval_interval: int = 10  # scorecard, sample table and checkpoint every this many iterations
     eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: none)
@@ -346,8 +346,7 @@ def main():
         if suites and rt.is_master:
             scorecard, _ = chat_scorecard(policy, tokenizer, suites, rt)
             metrics = {f"eval/{k}": v for k, v in scorecard.items()}
-            rt.print(f"step {step}: " + " | ".join(f"{k[5:]} {v:.2f}" for k, v in metrics.items()))
-        log.write(step, **metrics)
+        log.report(step, **metrics)
         if rt.is_master:
             if replies is not None:
                 write_samples(cfg.out_dir, step, batch_rows, replies, scores, gold)

@@ -176,8 +176,7 @@ def main():
         """Val loss; ckpt.pt (the last state, for --resume) and best.pt (the lowest val loss)."""
         nonlocal best_val_loss
         val_loss = evaluate_loss(model, val_stream, cfg, rt)
-        rt.print(f"step {step}: val loss {val_loss:.4f}")
-        log.write(step, tokens_seen=step * tokens_per_step, **{"val/loss": val_loss})
+        log.report(step, tokens_seen=step * tokens_per_step, **{"val/loss": val_loss})
         if rt.is_master:
             improved = val_loss < best_val_loss
             best_val_loss = min(best_val_loss, val_loss)

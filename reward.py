@@ -235,8 +235,7 @@ def main():
         if val:
             metrics, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
             metrics = {f"val/{k}": v for k, v in metrics.items()}
-            rt.print(f"step {step}: " + " | ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        log.write(step, **metrics)
+        log.report(step, **metrics)
         if rt.is_master:
             improved = metrics.get("val/accuracy", -1.0) > best_accuracy
             best_accuracy = max(best_accuracy, metrics.get("val/accuracy", -1.0))

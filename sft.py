@@ -153,8 +153,7 @@ def main():
         if suites and rt.is_master:
             scores, _ = chat_scorecard(raw_model, tokenizer, suites, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})
-        rt.print(f"step {step}: " + " | ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items()))
-        log.write(step, **metrics)
+        log.report(step, **metrics)
         if rt.is_master:
             improved = metrics.get("val/loss", float("inf")) < best_val_loss
             best_val_loss = min(best_val_loss, metrics.get("val/loss", float("inf")))
