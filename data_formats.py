@@ -9,7 +9,6 @@ import json
 import os
 
 import numpy as np
-import torch
 
 from cli import UserError
 
@@ -202,12 +201,3 @@ def load_preferences(path, tokenizer, block_size):
         pairs.append({"chosen": (c_ids, c_mask), "rejected": (r_ids, r_mask), "info": row.get("info", {}),
                       "prompt": prompt})
     return pairs, truncated
-
-
-def pad_right(sequences, pad_id, device):
-    """Token-id lists -> ids (B, T) right-padded, and the lengths (B,)."""
-    T = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, :len(s)] = torch.tensor(s)
-    return ids.to(device), torch.tensor([len(s) for s in sequences], device=device)

@@ -41,12 +41,11 @@ from cli import Path, UserError, parse_config, run_main
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
-from data_formats import load_preferences, pad_right, read_jsonl
+from data_formats import load_preferences, read_jsonl
 from generation import respond
 from metrics import MetricsLog
 from model import token_logprobs
-from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
-                     setup_runtime, wrap_ddp)
+from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 matplotlib.use("Agg")  # headless: plots are files
 import matplotlib.pyplot as plt  # noqa: E402
@@ -100,10 +99,13 @@ class DPOConfig:
 def sequence_logprobs(model, sequences, pad_id, device):
     """Summed log-probs of each sequence's reply tokens (B,): sequences are (ids, reply mask);
     prompt tokens and padding never count."""
-    ids, _ = pad_right([s for s, _ in sequences], pad_id, device)
-    mask = torch.zeros_like(ids, dtype=torch.float)
-    for i, (_, m) in enumerate(sequences):
+    T = max(len(ids) for ids, _ in sequences)
+    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)  # (B, T), right-padded
+    mask = torch.zeros((len(sequences), T))
+    for i, (s, m) in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s)
         mask[i, :len(m)] = torch.tensor(m, dtype=torch.float)
+    ids, mask = ids.to(device), mask.to(device)
     logits, _ = model(ids[:, :-1])
     return (token_logprobs(logits, ids[:, 1:]) * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
 
@@ -190,7 +192,7 @@ def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
 
 def train(cfg):
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
+    per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
     if cfg.loss_type not in LOSS_TYPES:
         raise UserError(f"--loss_type={cfg.loss_type}: expected one of {', '.join(LOSS_TYPES)}")
 
@@ -270,12 +272,12 @@ def train(cfg):
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pairs = [train_pairs[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train_pairs), cfg.batch_size),
-                                                    rt)]
-        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in pairs], cfg.micro_batch_size)
+        indices = batch_indices(cfg.seed, step, len(train_pairs), cfg.batch_size)
+        pairs = [train_pairs[i] for i in indices[rt.rank * per_process:(rt.rank + 1) * per_process]]  # this process's
+        pairs.sort(key=lambda p: len(p["chosen"][0]), reverse=True)  # micro-batches of similar lengths: less padding
+        micro_batches = [pairs[i:i + cfg.micro_batch_size] for i in range(0, per_process, cfg.micro_batch_size)]
         stats = {}
-        for micro_step, micro_batch in enumerate(micro_batches):
-            micro_pairs = [p for _, p in micro_batch]
+        for micro_step, micro_pairs in enumerate(micro_batches):
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
                 policy.require_backward_grad_sync = micro_step == len(micro_batches) - 1
             with autocast:

@@ -34,6 +34,7 @@ def format_seconds(s):
 def shown(values, digits=3, short_names=True):
     """'name value' for a progress line: metric names without their first prefix (train/loss ->
     loss, train/rewards/chosen -> rewards/chosen), unless two would then read the same."""
+    values = {k: v for k, v in values.items() if k not in ("lr", "grad_norm", "tokens_seen")}  # shown apart, or not
     short = [k.split("/", 1)[-1] if short_names else k for k in values]
     return [f"{name if short.count(name) == 1 else k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}"
             for name, (k, v) in zip(short, values.items())]
@@ -87,7 +88,7 @@ class MetricsLog:
         steps, seconds, window_tokens = self.window
         self.window = [0, 0.0, 0]
         row = {**values, **self.rt.all_reduce_means({k: v for k, v in values.items() if isinstance(v, float)})}
-        parts = shown({k: v for k, v in row.items() if k not in ("lr", "grad_norm", "tokens_seen")}, digits=4)
+        parts = shown(row, digits=4)
         if "lr" in row:
             parts.append(f"lr {row['lr']:.2e}")
         if tokens is not None:

@@ -28,7 +28,7 @@ from data.world.prepare import ensure_world
 from data_formats import open_token_stream, read_meta
 from metrics import MetricsLog
 from model import GPT, GPTConfig, generate
-from runtime import grad_accum_steps, lr_at, measure_peak_flops, rank_slice, seed_step, setup_runtime, wrap_ddp
+from runtime import batch_per_process, lr_at, measure_peak_flops, rank_slice, seed_step, setup_runtime, wrap_ddp
 from tokenizer import Tokenizer, padded_vocab_size
 
 
@@ -141,7 +141,8 @@ def build_model(cfg, meta, rt):
 def main():
     cfg = parse_config(PretrainConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    accum = grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # micro-steps per optimizer step
+    per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
+    accum = per_process // cfg.micro_batch_size  # micro-steps per optimizer step (gradient accumulation)
 
     # data
     meta, train_stream, val_stream = load_streams(cfg.data_dir)
@@ -201,8 +202,10 @@ def main():
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # this process's windows of the global batch, cut into accum micro-batches (gradient accumulation)
-        starts = rank_slice(window_starts(cfg.seed, step, len(train_stream), cfg.block_size, cfg.batch_size), rt)
+        # the global batch's windows, a pure function of (seed, step); this process takes its slice (DDP)
+        # and cuts it into accum micro-batches
+        starts = window_starts(cfg.seed, step, len(train_stream), cfg.block_size, cfg.batch_size)
+        starts = starts[rt.rank * per_process:(rt.rank + 1) * per_process]
         train_loss = 0.0
         for micro_step, micro_starts in enumerate(np.split(starts, accum)):
             x, y = get_batch(train_stream, micro_starts, cfg.block_size, rt.device)

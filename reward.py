@@ -31,11 +31,10 @@ from checkpoint import load_for_resume, load_model, save_checkpoint
 from cli import Path, UserError, parse_config, run_main
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
-from data_formats import as_messages, load_preferences, pad_right, read_jsonl, render_pair
+from data_formats import as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
-from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
-                     setup_runtime, wrap_ddp)
+from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
 @dataclass
@@ -74,6 +73,15 @@ class RewardConfig:
 
 
 # ----------------------------------------------------------------------------- loss
+
+
+def pad_right(sequences, pad_id, device):
+    """Token-id lists -> ids (B, T) right-padded, and the lengths (B,)."""
+    T = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids.to(device), torch.tensor([len(s) for s in sequences], device=device)
 
 
 def pair_rewards(model, pairs, pad_id, device):
@@ -188,7 +196,7 @@ def main():
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     if cfg.score:
         return score_file(cfg, rt)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
+    per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
 
     # model: the SFT body with a new scalar head (Ouyang et al. start the reward model from SFT)
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
@@ -253,11 +261,12 @@ def main():
         lr = lr_at(step - 1, cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pairs = [train[i] for i in rank_slice(batch_indices(cfg.seed, step, len(train), cfg.batch_size), rt)]
-        micro_batches = length_sorted_micro_batches([(p["chosen"][0], p) for p in pairs], cfg.micro_batch_size)
+        indices = batch_indices(cfg.seed, step, len(train), cfg.batch_size)
+        pairs = [train[i] for i in indices[rt.rank * per_process:(rt.rank + 1) * per_process]]  # this process's
+        pairs.sort(key=lambda p: len(p["chosen"][0]), reverse=True)  # micro-batches of similar lengths: less padding
+        micro_batches = [pairs[i:i + cfg.micro_batch_size] for i in range(0, per_process, cfg.micro_batch_size)]
         stats = {}
-        for micro_step, micro_batch in enumerate(micro_batches):
-            micro_pairs = [p for _, p in micro_batch]
+        for micro_step, micro_pairs in enumerate(micro_batches):
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
                 model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
             with autocast:

@@ -121,15 +121,6 @@ def batch_indices(seed, step, n_examples, batch_size):
     return order[k * batch_size:(k + 1) * batch_size].tolist()
 
 
-def length_sorted_micro_batches(examples, micro_batch_size):
-    """Cut a batch of (ids, ...) examples into micro-batches of similar lengths: sorted by length
-    first, so that padding each micro-batch to its longest example wastes little. (Sorting only
-    within the batch keeps batches random; grouping whole batches by length would make them
-    single-task here, where length follows the task, and hurt learning.)"""
-    ordered = sorted(examples, key=lambda e: len(e[0]), reverse=True)
-    return [ordered[i:i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]
-
-
 def rank_slice(items, rt):
     """This process's share of a global batch (DDP): rank r takes the r-th contiguous slice."""
     if len(items) % rt.world_size:
@@ -138,14 +129,16 @@ def rank_slice(items, rt):
     return items[rt.rank * n:(rt.rank + 1) * n]
 
 
-def grad_accum_steps(batch_size, micro_batch_size, rt):
-    """Micro-steps per optimizer step so that the global batch stays batch_size whatever the
-    number of processes (a 2-process run then matches a 1-process run step for step)."""
-    per_rank, rest = divmod(batch_size, rt.world_size)
-    if rest or per_rank % micro_batch_size:
+def batch_per_process(batch_size, micro_batch_size, rt):
+    """Examples of the global batch that each process takes (DDP): batch_size stays the global
+    batch whatever the number of processes, so a 2-process run matches a 1-process run step for
+    step. Each process then cuts its share into micro-batches of micro_batch_size (gradient
+    accumulation)."""
+    per_process, rest = divmod(batch_size, rt.world_size)
+    if rest or per_process % micro_batch_size:
         raise UserError(f"batch_size={batch_size} must be a multiple of micro_batch_size={micro_batch_size} "
                         f"x {rt.world_size} processes")
-    return per_rank // micro_batch_size
+    return per_process
 
 
 # ----------------------------------------------------------------------------- the learning rate

@@ -27,8 +27,7 @@ from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
 from metrics import MetricsLog
-from runtime import (batch_indices, grad_accum_steps, length_sorted_micro_batches, lr_at, rank_slice, seed_step,
-                     setup_runtime, wrap_ddp)
+from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
 @dataclass
@@ -118,7 +117,7 @@ def evaluate_loss(model, examples, pad_id, rt, batch_size=32):
 def main():
     cfg = parse_config(SFTConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    grad_accum_steps(cfg.batch_size, cfg.micro_batch_size, rt)  # checks that the batch splits evenly over processes
+    per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
 
     # model and data
     raw_model, tokenizer, source = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
@@ -183,8 +182,12 @@ def main():
         # every token then weighs the same whatever the split into micro-batches and processes.
         # The count needs no communication: the batch is a pure function of (seed, step).
         n_loss_tokens = sum(sum(train[i][1][1:]) for i in indices)
-        micro_batches = length_sorted_micro_batches([train[i] for i in rank_slice(indices, rt)],
-                                                    cfg.micro_batch_size)
+        examples = [train[i] for i in indices[rt.rank * per_process:(rt.rank + 1) * per_process]]  # this process's
+        # Micro-batches of similar lengths, sorted within the batch: padding each to its longest example
+        # wastes little, and the batch itself stays random (sorting the whole dataset by length would
+        # make batches single-task here, where length follows the task)
+        examples.sort(key=lambda e: len(e[0]), reverse=True)
+        micro_batches = [examples[i:i + cfg.micro_batch_size] for i in range(0, per_process, cfg.micro_batch_size)]
         train_loss, tokens = 0.0, 0
         for micro_step, examples in enumerate(micro_batches):
             x, y = pad_batch(examples, tokenizer.eot, rt.device)

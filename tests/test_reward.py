@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from data_formats import pad_right, render_pair
+from data_formats import render_pair
 from model import GPT, GPTConfig, last_real_index
-from reward import bradley_terry_loss, pair_rewards, score_replies, spearman
+from reward import bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 

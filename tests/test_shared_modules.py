@@ -15,7 +15,7 @@ from conftest import checkpoint_dict
 from data_formats import open_token_stream, read_jsonl, read_meta, write_token_streams
 from metrics import MetricsLog, read_metrics
 from model import GPT, GPTConfig
-from runtime import batch_indices, length_sorted_micro_batches, lr_at, setup_runtime
+from runtime import batch_indices, lr_at, setup_runtime
 from tokenizer import Tokenizer
 
 
@@ -130,18 +130,6 @@ def test_batch_indices_are_a_pure_function_of_seed_and_step_and_cover_each_epoch
     assert sorted(first_epoch) == list(range(10))
     epoch = [i for s in range(2) for i in batch_indices(0, s, 10, 4)]  # 2 batches of 4, 2 examples wait
     assert len(set(epoch)) == 8
-
-
-def test_length_sorted_micro_batches_pad_less_and_keep_every_example():
-    rng = np.random.default_rng(0)
-    examples = [([0] * int(n), i) for i, n in enumerate(rng.integers(10, 200, size=32))]
-    micro = length_sorted_micro_batches(examples, 8)
-    assert sorted(i for m in micro for _, i in m) == list(range(32))
-
-    def padded(batches):
-        return sum(max(len(ids) for ids, _ in b) * len(b) for b in batches)
-    unsorted = [examples[i:i + 8] for i in range(0, 32, 8)]
-    assert padded(micro) < 0.8 * padded(unsorted)
 
 
 def test_metrics_log_writes_progress_rows_plots_and_truncates_on_resume(tmp_path, capsys):
