@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 
-from cli import Path, UserError, parse_config, repo_path, run_main
+from cli import DType, Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
 from metrics import read_metrics
 from model import GPT, GPTConfig, estimate_mfu, generate
 from runtime import measure_peak_flops, setup_runtime, sync
@@ -44,17 +44,17 @@ TRAIN_SHAPES = {
 class BenchConfig:
     only: Optional[str] = None  # comma-separated subset of train,generation,dpo,ppo (None: all)
     train_shape: str = "shakespeare_char"  # shakespeare_char, world or gpt2 (see TRAIN_SHAPES)
-    batch_size: int = 0  # sequences per training step (0: the shape's own)
-    train_steps: int = 30  # timed training steps (after 3 warm-up steps)
+    batch_size: NonNegativeInt = 0  # sequences per training step (0: the shape's own)
+    train_steps: PositiveInt = 30  # timed training steps (after 3 warm-up steps)
     compile: bool = False  # torch.compile the training model
-    gen_vocab_size: int = 1024  # vocabulary of the generation model (the world's is about 1k)
-    prompt_len: int = 16  # generation prompt tokens
-    new_tokens: int = 256  # tokens generated per prompt
-    dpo_steps: int = 30  # DPO steps timed (the first is excluded: start-up)
-    ppo_steps: int = 6  # PPO iterations timed (the first is excluded)
+    gen_vocab_size: PositiveInt = 1024  # vocabulary of the generation model (the world's is about 1k)
+    prompt_len: PositiveInt = 16  # generation prompt tokens
+    new_tokens: PositiveInt = 256  # tokens generated per prompt
+    dpo_steps: PositiveInt = 30  # DPO steps timed (the first is excluded: start-up)
+    ppo_steps: PositiveInt = 6  # PPO iterations timed (the first is excluded)
     out_dir: Path = "out/bench"  # bench.json and bench.md go here
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
 
 
 def bench_train(cfg, rt, peak):

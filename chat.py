@@ -18,12 +18,12 @@ import shutil
 import sys
 import textwrap
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 
 from checkpoint import load_model
-from cli import UserError, parse_config, run_main
+from cli import Device, NonNegativeFloat, PositiveInt, Range, UserError, parse_config, run_main
 from generation import describe, respond
 from runtime import setup_runtime
 
@@ -50,13 +50,14 @@ class ChatConfig:
     prompt: Optional[str] = None  # answer this one message and exit (non-interactive)
     system: Optional[str] = None  # a system prompt (persona, rules) put before the conversation
     compare: Optional[str] = None  # comma-separated checkpoints: answer --prompt with each, side by side
-    temperature: float = 0.0  # 0: greedy (deterministic); 0.7 gives more varied replies
-    top_k: Optional[int] = None  # sample only among the k likeliest tokens
-    top_p: Optional[float] = None  # nucleus sampling: the smallest set of tokens with this much probability
-    max_new_tokens: int = 200  # longest reply, in tokens
+    temperature: NonNegativeFloat = 0.0  # 0: greedy (deterministic); 0.7 gives more varied replies
+    top_k: Optional[PositiveInt] = None  # sample only among the k likeliest tokens
+    top_p: Optional[Annotated[float, Range(0, 1, lo_open=True)]] = None  # nucleus sampling: the smallest
+    #                                                                      set of tokens with this much probability
+    max_new_tokens: PositiveInt = 200  # longest reply, in tokens
     tools: bool = True  # execute calculator calls (off: the tool answers with an error)
     seed: int = 1337  # sampling seed
-    device: str = "auto"  # auto, cpu, cuda, mps
+    device: Device = "auto"  # auto, cpu, cuda, mps
 
 
 class TokenPrinter:
@@ -79,9 +80,8 @@ class TokenPrinter:
 
 
 def load_for_chat(path, rt):
-    model, tokenizer, ckpt = load_model(path, rt.device, hint="train it first (see README.md)")
-    if model.scalar_head is not None and ckpt and ckpt.get("stage") == "reward":
-        raise UserError(f"{path} is a reward model; chat needs a language model (pretrain/sft/dpo/ppo)")
+    model, tokenizer, _ = load_model(path, rt.device, hint="train it first (see README.md)", expect="policy",
+                                     what="--checkpoint")
     return model.eval(), tokenizer
 
 

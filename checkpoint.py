@@ -6,13 +6,16 @@ with torch.load(weights_only=True), so that loading never runs code. load_model(
 and its tokenizer from a run folder, a .pt file, or GPT-2's weights (gpt2, gpt2-medium, ...).
 """
 
+import dataclasses
+import errno
 import os
+import shutil
 
 import torch
 
 from cli import UserError, resolve_path
 from model import GPT, config_from_dict, resize_vocab
-from tokenizer import Tokenizer, padded_vocab_size
+from tokenizer import Tokenizer, check_tokenizer_spec, padded_vocab_size
 
 # ----------------------------------------------------------------------------- saving and loading
 
@@ -27,6 +30,12 @@ def save_checkpoint(path, state):
     try:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError of its stream writer
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free  # the partial temp file still there
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or free < 100e6:
+            raise UserError(f"no space left on device while saving {path} ({free / 1e6:,.0f} MB free); the "
+                            f"previous checkpoint, if any, is intact") from None
+        raise UserError(f"could not save {path}: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -44,25 +53,76 @@ def load_checkpoint(path, hint=""):
     path = checkpoint_path(path)
     if not os.path.exists(path):
         raise UserError(f"no checkpoint at {path}" + (f"; {hint}" if hint else ""))
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise UserError(f"{path} is not a PyTorch checkpoint (not the zip file torch.save writes): "
+                            f"another format, or corrupt")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "Unpickler" in type(e).__name__:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise UserError(f"{path} holds objects other than tensors and plain data; refusing to load it "
                             f"(torch.load weights_only=True)") from None
         raise UserError(f"{path} is truncated or corrupt ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
         raise UserError(f"{path} is not a checkpoint of this project (expected keys model, model_config, "
                         f"tokenizer)")
+    check_checkpoint(ckpt, path)
     return ckpt
 
 
-def load_for_resume(out_dir, stage):
-    """out_dir/ckpt.pt for --resume: it must be a checkpoint of this stage with its optimizer state."""
+def check_checkpoint(ckpt, path):
+    """The checkpoint's parts are what they claim, before anything is allocated: the tokenizer spec
+    is valid, the model config is a sane GPTConfig, and the weights have exactly the names and
+    shapes that config gives (compared on the meta device, which allocates no memory)."""
+    try:
+        check_tokenizer_spec(ckpt["tokenizer"])
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
+    config = ckpt["model_config"]
+    sizes = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd")
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), int) and config[k] > 0 for k in sizes):
+        raise UserError(f"{path}: model_config must give positive integers {', '.join(sizes)}")
+    if config["n_embd"] % config["n_head"]:
+        raise UserError(f"{path}: model_config has n_embd={config['n_embd']}, not divisible by "
+                        f"n_head={config['n_head']}")
+    weights = ckpt["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise UserError(f"{path}: 'model' must map parameter names to tensors")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in GPT(config_from_dict(config)).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        name = wrong[0]
+        raise UserError(f"{path}: the weights do not match model_config ({name}: "
+                        f"{found.get(name, 'missing')} in the file, {expected.get(name, 'none')} expected)")
+
+
+# Config fields that may change on --resume: they do not change what the steps compute (or, for
+# max_steps, they change it on purpose). Any other change would make the resumed run differ from
+# an uninterrupted one, and is refused.
+RESUME_MAY_CHANGE = {"max_steps", "log_interval", "eval_interval", "eval_batches", "eval_per_suite", "n_samples",
+                     "sample_tokens", "kl_samples", "correlation_samples", "device", "compile", "peak_flops",
+                     "resume", "overwrite", "sweep", "score"}
+
+
+def load_for_resume(out_dir, stage, config, rt):
+    """out_dir/ckpt.pt for --resume: a checkpoint of this stage, with its optimizer state, saved
+    with a config that differs from this one only in fields that keep the resume exact."""
     checkpoint = load_checkpoint(os.path.join(out_dir, "ckpt.pt"), "nothing to resume; run without --resume")
     if checkpoint.get("stage") != stage or "optimizer" not in checkpoint:
         raise UserError(f"{out_dir}/ckpt.pt is a {checkpoint.get('stage')} checkpoint without resume state; "
                         f"cannot resume {stage} from it")
+    saved, now = checkpoint.get("config") or {}, dataclasses.asdict(config)
+    changed = {k: (saved[k], now[k]) for k in now if k in saved and saved[k] != now[k]}
+    refused = {k: v for k, v in changed.items() if k not in RESUME_MAY_CHANGE}
+    if refused:
+        name, (before, after) = next(iter(refused.items()))
+        raise UserError(f"--resume: --{name} was {before} in {out_dir}/ckpt.pt and is {after} now; a resumed run "
+                        f"must keep it (changed: {', '.join(refused)}). Start a new run in another --out_dir instead")
+    for name, (before, after) in changed.items():
+        rt.print(f"--resume: {name} changed from {before} to {after}")
     return checkpoint
 
 
@@ -75,15 +135,19 @@ def is_hf_source(init_from):
     return init_from in GPT2_NAMES or os.path.isfile(os.path.join(init_from, "config.json"))
 
 
-def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint=""):
+def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="", expect=None, what="--init_from"):
     """A model and its tokenizer from a checkpoint (out/<run> or a .pt file) or from GPT-2
     weights in Hugging Face format. Returns (model, tokenizer, checkpoint dict or None).
 
     scalar_head=True adds a freshly initialised scalar head when the source has none (a reward
-    model starting from an SFT model); dropout overrides the stored rate."""
+    model starting from an SFT model); dropout overrides the stored rate. expect="policy" refuses
+    a reward model (it has no language-model head worth sampling), expect="reward" anything else;
+    `what` names the flag in that error."""
     if init_from not in GPT2_NAMES:
         init_from = resolve_path(init_from)
     if is_hf_source(init_from):
+        if expect == "reward":
+            raise UserError(f"{what}={init_from} is a GPT-2 language model; a reward model was expected")
         tokenizer = Tokenizer({"kind": "gpt2"})
         model = GPT.from_pretrained(init_from, dropout=dropout or 0.0)
         # room for the chat special tokens after GPT-2's 50,257 (new rows: the mean embedding)
@@ -91,6 +155,13 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="")
         ckpt = None
     else:
         ckpt = load_checkpoint(init_from, hint)
+        is_reward = ckpt.get("stage") == "reward" or ckpt["model_config"].get("scalar_head", False)
+        if expect == "policy" and is_reward:
+            raise UserError(f"{what}={init_from} is a reward model; a language model (pretrain, sft, dpo, ppo) was "
+                            f"expected here")
+        if expect == "reward" and not is_reward:
+            raise UserError(f"{what}={init_from} is a {ckpt.get('stage')} checkpoint; a reward model (reward.py) "
+                            f"was expected here")
         tokenizer = Tokenizer(ckpt["tokenizer"])
         config = config_from_dict(ckpt["model_config"])
         model = GPT(config)

@@ -32,6 +32,49 @@ def resolve_path(path):
     return path if path is None or os.path.isabs(path) else os.path.normpath(os.path.join(ROOT, path))
 
 
+# Allowed values, declared with a field's type: `batch_size: PositiveInt = 16`, or
+# `dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0`. parse_config checks every value
+# (flags, presets and defaults alike) and names the allowed range in its error.
+@dataclasses.dataclass(frozen=True)
+class Range:
+    lo: typing.Optional[float] = None
+    hi: typing.Optional[float] = None
+    lo_open: bool = False  # lo itself excluded
+    hi_open: bool = False  # hi itself excluded
+
+    def allows(self, value):
+        # written so that NaN fails every bound
+        return ((self.lo is None or (value > self.lo if self.lo_open else value >= self.lo))
+                and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)))
+
+    def __str__(self):
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    choices: tuple
+
+    def allows(self, value):
+        return value in self.choices
+
+    def __str__(self):
+        return "one of " + ", ".join(map(str, self.choices))
+
+
+PositiveInt = typing.Annotated[int, Range(1)]  # batch sizes, step counts, intervals
+NonNegativeInt = typing.Annotated[int, Range(0)]  # counts where 0 means none
+PositiveFloat = typing.Annotated[float, Range(0, lo_open=True)]  # learning rates, temperatures
+NonNegativeFloat = typing.Annotated[float, Range(0)]  # weights of loss terms, decay, clipping (0: off)
+Fraction01 = typing.Annotated[float, Range(0, 1, hi_open=True)]  # dropout, AdamW betas
+Device = typing.Annotated[str, OneOf(("auto", "cpu", "cuda", "mps"))]
+DType = typing.Annotated[str, OneOf(("auto", "bfloat16", "float32"))]
+
+
 class UserError(Exception):
     """Bad input from the user (a file, a flag): printed as one clear line, exit status 1."""
 
@@ -133,7 +176,8 @@ def parse_config(cls, argv=None, description=None):
     over presets; --help lists every field with its default and doc comment."""
     argv = sys.argv[1:] if argv is None else argv
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)  # the plain types (Annotated stripped)
+    checks = field_checks(cls)
     if any(a in ("-h", "--help") for a in argv):
         print(config_help(cls, description))
         sys.exit(0)
@@ -146,17 +190,33 @@ def parse_config(cls, argv=None, description=None):
             pairs += read_preset(value)
         else:
             pairs.append((key, value, arg))
-    values = {}
+    values, given = {}, {}
     for key, value, where in pairs:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
             raise UserError(f"{where}: unknown option --{key}{hint}")
         values[key] = parse_value(value, hints[key], key)
+        given[key] = where if where.startswith("--") else f"{where}: {key} = {value}"
     for name, f in fields.items():  # defaults of Path fields are repository-relative too
         if name not in values and unwrap_optional(hints[name]) is Path:
             values[name] = resolve_path(f.default)
-    return cls(**values)
+    config = cls(**values)
+    for name, check in checks.items():
+        value = getattr(config, name)
+        if value is not None and not check.allows(value):
+            raise UserError(f"{given.get(name, f'--{name}={value} (the default)')}: expected {check}")
+    return config
+
+
+def field_checks(cls):
+    """{field name: Range or OneOf} for the fields whose type is Annotated with one."""
+    checks = {}
+    for name, type_ in typing.get_type_hints(cls, include_extras=True).items():
+        type_ = unwrap_optional(type_)  # Optional[PositiveInt]: None passes, a number is checked
+        if typing.get_origin(type_) is typing.Annotated:
+            checks[name] = next(m for m in type_.__metadata__ if isinstance(m, (Range, OneOf)))
+    return checks
 
 
 def unwrap_optional(type_):
@@ -171,12 +231,15 @@ def config_help(cls, description=None):
     lines = [description.strip(), ""] if description else []
     lines.append("options (--key=value; --config=FILE loads a preset of 'key = value' lines; options typed "
                  "Path are relative to the repository root):")
+    checks = field_checks(cls)
     for f in dataclasses.fields(cls):
         type_ = hints[f.name]
         if typing.get_origin(type_) is typing.Union:
             type_name = " or ".join("None" if t is type(None) else t.__name__ for t in typing.get_args(type_))
         else:
             type_name = type_.__name__
+        if f.name in checks:
+            type_name += f", {checks[f.name]}"
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  --{f.name}={default}  ({type_name})  {docs.get(f.name, '')}".rstrip())
     return "\n".join(lines)

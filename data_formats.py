@@ -11,17 +11,24 @@ import os
 import numpy as np
 
 from cli import UserError
+from tokenizer import check_messages, check_tokenizer_spec
 
 # ----------------------------------------------------------------------------- JSONL and token streams
 
 
 def read_jsonl(path):
-    """(line number, object) for each non-empty line; invalid JSON is a UserError naming the line."""
+    """(line number, object) for each non-empty line; text that is not UTF-8 or not JSON is a
+    UserError naming the line."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
+                    from None
             if not line.strip():
                 continue
             try:
@@ -107,14 +114,19 @@ def read_meta(data_dir):
         with open(path) as f:
             meta = json.load(f)
         assert isinstance(meta, dict) and isinstance(meta["tokenizer"], dict) and meta["dtype"] in ("uint16", "uint32")
-    except (json.JSONDecodeError, AssertionError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, AssertionError, KeyError, TypeError):
         raise UserError(f"{path}: malformed; expected JSON with 'tokenizer' (a spec), 'dtype' (uint16 or uint32) "
                         f"and token counts. Re-run the dataset's prepare.py") from None
+    try:
+        check_tokenizer_spec(meta["tokenizer"])
+    except ValueError as e:
+        raise UserError(f"{path}: {e}. Re-run the dataset's prepare.py") from None
     return meta
 
 
 def open_token_stream(data_dir, split, meta):
-    """np.memmap over data_dir/<split>.bin, checked against the counts in meta.json."""
+    """np.memmap over data_dir/<split>.bin, checked against meta.json: the token count, and every
+    token id below the vocabulary size (an id past it would crash the embedding mid-run)."""
     path = os.path.join(data_dir, f"{split}.bin")
     if not os.path.isfile(path):
         raise UserError(f"{path}: missing; run the dataset's prepare.py first")
@@ -127,17 +139,25 @@ def open_token_stream(data_dir, split, meta):
         raise UserError(f"{path}: {size} bytes, but meta.json says {expected} {meta['dtype']} tokens "
                         f"({expected * itemsize if expected is not None else '?'} bytes): truncated or from another "
                         f"run; re-run the dataset's prepare.py")
-    return np.memmap(path, dtype=meta["dtype"], mode="r")
+    stream = np.memmap(path, dtype=meta["dtype"], mode="r")
+    vocab_size = meta.get("vocab_size")
+    for start in range(0, len(stream), 1 << 26):  # in chunks: streams can be far larger than memory
+        chunk = stream[start:start + (1 << 26)]
+        if vocab_size is not None and chunk.max() >= vocab_size:
+            position = start + int(np.argmax(chunk >= vocab_size))
+            raise UserError(f"{path}: token {position} is id {stream[position]}, but the tokenizer in meta.json has "
+                            f"{vocab_size} tokens; re-run the dataset's prepare.py")
+    return stream
 
 
 # ----------------------------------------------------------------------------- conversations (SFT)
 
 
 def load_conversations(path, tokenizer, block_size):
-    """Conversations JSONL -> [(ids, loss_mask)], each fitting block_size + 1 tokens (inputs and
-    shifted targets). Rule for long examples: dropped, not truncated (a truncated chat would teach
-    a reply that stops mid-sentence); they are counted and reported. Returns (examples, n_dropped)."""
-    examples, dropped = [], 0
+    """Conversations JSONL -> ([(ids, loss_mask)], report), each fitting block_size + 1 tokens
+    (inputs and shifted targets). Rule for long examples: dropped, not truncated (a truncated chat
+    would teach a reply that stops mid-sentence); the report counts them."""
+    examples, dropped = [], []
     for line, row in read_jsonl(path):
         where = f"{path}:{line}"
         if not isinstance(row, dict) or "messages" not in row:
@@ -149,12 +169,15 @@ def load_conversations(path, tokenizer, block_size):
         if not any(mask):
             raise UserError(f"{where}: no assistant message, so nothing to learn (every token is masked)")
         if len(ids) > block_size + 1:
-            dropped += 1
+            dropped.append(where)
             continue
         examples.append((ids, mask))
     if not examples:
         raise UserError(f"{path}: every conversation is longer than block_size={block_size}")
-    return examples, dropped
+    report = f"{path}: {len(examples):,} conversations"
+    if dropped:
+        report += f"; {len(dropped)} dropped, longer than block_size={block_size} (first: {dropped[0]})"
+    return examples, report
 
 
 # ----------------------------------------------------------------------------- preference pairs
@@ -162,42 +185,68 @@ def load_conversations(path, tokenizer, block_size):
 
 def as_messages(value, role):
     """Plain-text preference rows hold strings; conversational ones hold message lists."""
-    return [{"role": role, "content": value}] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a string or a list of messages, got {type(value).__name__}")
+    return value
 
 
 def render_pair(tokenizer, prompt, reply, block_size):
     """Token ids of prompt + reply, ending with the reply's end-of-turn token, and a mask that
-    is 1 on the reply's assistant tokens only (not on assistant turns inside the prompt).
-    Truncation: a sequence longer than block_size loses its start (the start of the prompt), so
-    the end of the reply, where the reward model reads its score, is always kept."""
+    is 1 on the reply's assistant tokens only (not on assistant turns inside the prompt), and
+    whether the start of the prompt was cut: a sequence longer than block_size loses the start of
+    its prompt, so the whole reply, whose end is where the reward model reads its score, is kept.
+    A reply that alone does not fit is a ValueError (load_preferences drops that pair)."""
     ids, mask = tokenizer.render_chat(prompt + reply)
     prompt_len = len(tokenizer.render_chat(prompt)[0]) if prompt else 0
     mask = [0] * prompt_len + mask[prompt_len:]
     ids, mask = ids[:-len(tokenizer.newline)], mask[:-len(tokenizer.newline)]  # end at <|im_end|>
-    return ids[-block_size:], mask[-block_size:]
+    if len(ids) - prompt_len > block_size:
+        raise ValueError(f"the reply alone is {len(ids) - prompt_len} tokens, more than block_size={block_size}")
+    return ids[-block_size:], mask[-block_size:], len(ids) > block_size
 
 
 def load_preferences(path, tokenizer, block_size):
-    """Preference JSONL (TRL's conversational or plain-text form) -> list of dicts with the
-    chosen and rejected sequences (ids, reply mask) and the row's info (if any)."""
-    pairs, truncated = [], 0
+    """Preference JSONL (TRL's conversational or plain-text form) -> (pairs, report). Each pair is
+    a dict with the chosen and rejected sequences (ids, reply mask), the prompt and the row's info.
+    Every row is checked; a malformed one is an error naming its line. Rule for long pairs: the
+    prompt loses its start (counted as cut); a pair whose reply alone does not fit is dropped, never
+    cut mid-reply. The report says how many pairs were kept, cut and dropped."""
+    pairs, cut, too_long = [], 0, []
     for line, row in read_jsonl(path):
         where = f"{path}:{line}"
         if not isinstance(row, dict) or not {"chosen", "rejected"} <= row.keys():
             raise UserError(f'{where}: expected {{"prompt", "chosen", "rejected"}}')
-        prompt = as_messages(row.get("prompt") or [], "user")
-        chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
-        if chosen == rejected:
-            raise UserError(f"{where}: chosen and rejected are the same; nothing to prefer")
+        if not isinstance(row.get("info", {}), dict):
+            raise UserError(f"{where}: 'info' must be an object, got {type(row['info']).__name__}")
         try:
-            c_ids, c_mask = render_pair(tokenizer, prompt, chosen, block_size)
-            r_ids, r_mask = render_pair(tokenizer, prompt, rejected, block_size)
+            prompt = as_messages(row.get("prompt") or [], "user")
+            chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
+            if chosen == rejected:
+                raise ValueError("chosen and rejected are the same; nothing to prefer")
+            check_messages(prompt + chosen)  # every message well formed before any length is measured
+            check_messages(prompt + rejected)
+            try:
+                c_ids, c_mask, c_cut = render_pair(tokenizer, prompt, chosen, block_size)
+                r_ids, r_mask, r_cut = render_pair(tokenizer, prompt, rejected, block_size)
+            except ValueError as e:
+                if "the reply alone" not in str(e):
+                    raise
+                too_long.append(where)
+                continue
         except ValueError as e:
             raise UserError(f"{where}: {e}") from None
         if not any(c_mask) or not any(r_mask):
             raise UserError(f"{where}: chosen and rejected must each hold an assistant message")
-        full = len(tokenizer.render_chat(prompt + chosen)[0]), len(tokenizer.render_chat(prompt + rejected)[0])
-        truncated += max(full) - len(tokenizer.newline) > block_size
+        cut += c_cut or r_cut
         pairs.append({"chosen": (c_ids, c_mask), "rejected": (r_ids, r_mask), "info": row.get("info", {}),
                       "prompt": prompt})
-    return pairs, truncated
+    if not pairs:
+        raise UserError(f"{path}: no pair fits block_size={block_size} (the replies alone are longer)")
+    report = f"{path}: {len(pairs):,} pairs"
+    if cut:
+        report += f", {cut} with the start of the prompt cut to fit block_size={block_size}"
+    if too_long:
+        report += f"; {len(too_long)} dropped, the reply alone longer than block_size (first: {too_long[0]})"
+    return pairs, report

@@ -2,7 +2,7 @@
 Stage 3b, Direct Preference Optimization (Rafailov et al. 2023): align the SFT model on preference
 pairs directly, with no reward model and no sampling during training.
 
-    python dpo.py                                    # from out/sft on the world's pairs, CPU, ~3 min
+    python dpo.py                                    # from out/sft on the world's pairs, CPU, ~2 min
     python dpo.py --sweep=0.03,0.1,0.3,1             # one run per beta + the gold-reward/KL frontier plot
     python dpo.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
                   --val_data=data/hh_rlhf/val.jsonl --out_dir=out/dpo_hh     # GPU
@@ -30,14 +30,15 @@ sampled replies and the behaviour scorecard on the world's held-out suites.
 import json
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
+from typing import Annotated, Optional
 
 import matplotlib
 import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import Path, UserError, parse_config, run_main
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
+                 Range, UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
@@ -45,6 +46,7 @@ from data_formats import load_preferences, read_jsonl
 from generation import respond
 from metrics import MetricsLog
 from model import token_logprobs
+from run_folder import claim_run_folder
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 matplotlib.use("Agg")  # headless: plots are files
@@ -62,33 +64,36 @@ class DPOConfig:
     val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
     out_dir: Path = "out/dpo"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss
-    loss_type: str = "sigmoid"  # sigmoid (DPO), ipo, hinge
-    beta: float = 0.1  # strength of the pull towards the reference (higher: stay closer)
-    label_smoothing: float = 0.0  # conservative DPO: the share of preference labels assumed flipped
-    nll_coef: float = 1.0  # weight of the chosen replies' per-token NLL added to the loss (RPO; TRL's rpo_alpha);
-    #                        it keeps chosen replies likely, so skills the pairs do not mention do not drift
+    loss_type: Annotated[str, OneOf(LOSS_TYPES)] = "sigmoid"  # sigmoid (DPO), ipo, hinge
+    beta: PositiveFloat = 0.1  # strength of the pull towards the reference (higher: stay closer)
+    label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0  # conservative DPO: the share of
+    #                                                                        preference labels assumed flipped
+    nll_coef: NonNegativeFloat = 1.0  # weight of the chosen replies' per-token NLL added to the loss (RPO;
+    #                                   TRL's rpo_alpha): it keeps chosen replies likely, so skills the pairs
+    #                                   do not mention do not drift
     precompute_ref: bool = False  # reference log-probs once before training (saves a forward pass per step)
     # optimisation
-    batch_size: int = 32  # pairs per optimizer step, over all processes
-    micro_batch_size: int = 8  # pairs per forward/backward pass in one process
-    max_steps: int = 250  # optimizer steps
-    learning_rate: float = 1e-4  # peak learning rate
-    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
-    warmup_steps: int = 20  # linear warmup from 0
-    weight_decay: float = 0.0  # AdamW weight decay on matrices
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.95  # AdamW beta2
-    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
+    micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
+    max_steps: PositiveInt = 250  # optimizer steps
+    learning_rate: PositiveFloat = 1e-4  # peak learning rate
+    min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
+    warmup_steps: NonNegativeInt = 20  # linear warmup from 0
+    weight_decay: NonNegativeFloat = 0.0  # AdamW weight decay on matrices
+    beta1: Fraction01 = 0.9  # AdamW beta1
+    beta2: Fraction01 = 0.95  # AdamW beta2
+    grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: int = 50  # val metrics, KL, scorecard and checkpoint every this many steps
-    eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: none)
-    kl_samples: int = 64  # prompts sampled at each eval to measure the KL to the reference
-    log_interval: int = 10  # print a progress line every this many steps
+    eval_interval: PositiveInt = 50  # val metrics, KL, scorecard and checkpoint every this many steps
+    eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: none)
+    kl_samples: NonNegativeInt = 64  # prompts sampled at each eval to measure the KL to the reference
+    log_interval: PositiveInt = 10  # print a progress line every this many steps
     sweep: Optional[str] = None  # comma-separated betas: one run each, then frontier.png (gold reward vs KL)
     # system
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the policy
     seed: int = 1337  # seed for batches and sampling
 
@@ -192,6 +197,7 @@ def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
 
 def train(cfg):
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
     if cfg.loss_type not in LOSS_TYPES:
         raise UserError(f"--loss_type={cfg.loss_type}: expected one of {', '.join(LOSS_TYPES)}")
@@ -199,8 +205,9 @@ def train(cfg):
     # models: the policy and a frozen reference, both from the SFT model; dropout off, so that the
     # log-ratio of the two is exact
     hint = "make it with `python sft.py` first"
-    raw_policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)
-    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint)
+    raw_policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint, expect="policy")
+    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint, expect="policy",
+                                       what="--ref" if cfg.ref else "--init_from")
     if ref_tokenizer.spec != tokenizer.spec:
         raise UserError(f"--ref={cfg.ref} has another tokenizer than --init_from={cfg.init_from}")
     ref.eval().requires_grad_(False)  # frozen: no gradient ever reaches the reference
@@ -209,10 +216,13 @@ def train(cfg):
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
     block = raw_policy.config.block_size
-    train_pairs, truncated = load_preferences(cfg.data, tokenizer, block)
-    val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
-    rt.print(f"{len(train_pairs):,} training pairs ({truncated} truncated, keeping the reply's end); "
-             f"{len(val):,} val pairs; {cfg.loss_type} loss, beta {cfg.beta}")
+    train_pairs, report = load_preferences(cfg.data, tokenizer, block)
+    rt.print(report)
+    val = []
+    if cfg.val_data:
+        val, report = load_preferences(cfg.val_data, tokenizer, block)
+        rt.print(report)
+    rt.print(f"{cfg.loss_type} loss, beta {cfg.beta}")
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite else None
     kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples] if world else []
     if cfg.precompute_ref:
@@ -223,7 +233,7 @@ def train(cfg):
                                                rt.device.type)
     start_step, best_val_loss = 0, float("inf")
     if cfg.resume:
-        checkpoint = load_for_resume(cfg.out_dir, "dpo")
+        checkpoint = load_for_resume(cfg.out_dir, "dpo", cfg, rt)
         raw_policy.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
@@ -231,6 +241,7 @@ def train(cfg):
     policy = torch.compile(raw_policy) if cfg.compile else raw_policy
     policy = wrap_ddp(policy, rt)
     autocast = rt.autocast()
+    run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
     def evaluate_and_save(step):
@@ -310,6 +321,7 @@ def train(cfg):
         log.finished(f"val margin {metrics.get('val/rewards/margins', float('nan')):.3f}, KL to the reference "
                      f"{metrics.get('eval/kl', float('nan')):.2f}; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, "
                      f"dpo.png" + (", scorecard.png" if suites else ""))
+    run_folder.release()
     return metrics
 
 
@@ -335,7 +347,8 @@ def sweep(cfg):
     if world is None:
         raise UserError("--sweep plots the world's gold reward: use it with the world's data")
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
-    ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first")
+    ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first",
+                                   expect="policy", what="--ref" if cfg.ref else "--init_from")
     rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
     points = [{"beta": "SFT", "kl": 0.0, "gold_reward": evaluate_samples(ref, ref, tokenizer, rows, rt,
                                                                             cfg.seed)[1]}]

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from checkpoint import load_model
-from cli import Path, UserError, parse_config, repo_path, run_main
+from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
 from data.world.prepare import ensure_world
 from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
+from run_folder import check_writable
 from runtime import setup_runtime
 
 
@@ -33,19 +34,19 @@ class EvalConfig:
     checkpoints: str = "out/pretrain,out/sft,out/dpo,out/ppo"  # comma-separated run folders; missing ones skipped
     data_dir: Path = "data/world"  # the world: eval.jsonl, sft_val.jsonl, val.bin
     out_dir: Path = "out/eval"  # where scorecard.md and scorecard.json go
-    per_suite: int = 0  # examples per suite (0: all of them, 100 each in the default world)
+    per_suite: NonNegativeInt = 0  # examples per suite (0: all of them, 100 each in the default world)
     prompts: Optional[Path] = None  # score these world prompts instead of the held-out suites, e.g.
     #                                 data/world/rl_prompts.jsonl: what RL trained on, grouped by category
-    batch_size: int = 64  # prompts generated together
-    max_new_tokens: int = 96  # longest reply
-    device: str = "auto"  # auto, cpu, cuda, mps
+    batch_size: PositiveInt = 64  # prompts generated together
+    max_new_tokens: PositiveInt = 96  # longest reply
+    device: Device = "auto"  # auto, cpu, cuda, mps
 
 
 # ----------------------------------------------------------------------------- the table
 
 
 def evaluate_checkpoint(path, suites, cfg, rt):
-    model, tokenizer, ckpt = load_model(path, rt.device)
+    model, tokenizer, ckpt = load_model(path, rt.device, expect="policy", what="--checkpoints")
     model.eval()
     if is_chat_model(ckpt):
         scores, examples = chat_scorecard(model, tokenizer, suites, rt, cfg.batch_size, cfg.max_new_tokens)
@@ -80,19 +81,24 @@ def main():
     if not os.path.exists(os.path.join(cfg.data_dir, "eval.jsonl")):
         raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
     suites = load_suites(cfg.data_dir, cfg.per_suite, cfg.prompts)
-    results = {}
+    paths = []
     for path in [p for p in cfg.checkpoints.split(",") if p]:
         full = repo_path(path) if not os.path.isabs(path) else path
         if not os.path.exists(os.path.join(full, "ckpt.pt")) and not path.startswith("gpt2"):
             print(f"skipping {path}: no checkpoint")
             continue
+        if not path.startswith("gpt2"):  # every checkpoint checked before the first is evaluated
+            load_model(path, expect="policy", what="--checkpoints")
+        paths.append(path)
+    if not paths:
+        raise UserError(f"none of {cfg.checkpoints} has a checkpoint; train a stage first (see README.md)")
+    check_writable(cfg.out_dir)  # before the evaluation, not after it
+    results = {}
+    for path in paths:
         print(f"evaluating {path} ...", flush=True)
         results[path] = evaluate_checkpoint(path, suites, cfg, rt)
-    if not results:
-        raise UserError(f"none of {cfg.checkpoints} has a checkpoint; train a stage first (see README.md)")
     table = markdown_table(results)
     print(table)
-    os.makedirs(cfg.out_dir, exist_ok=True)
     with open(os.path.join(cfg.out_dir, "scorecard.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(cfg.out_dir, "scorecard.json"), "w") as f:

@@ -29,8 +29,10 @@ import torch
 
 from cli import Path, UserError, parse_config, repo_path, run_main
 from metrics import read_metrics
+from run_folder import RUN_FILES, check_writable
 
 STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
+TRAINING_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo"]
 
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
@@ -52,6 +54,7 @@ class PipelineConfig:
     data_dir: Path = "data/world"  # the world's files
     out_dir: Path = "out"  # each stage writes out_dir/<stage>; the report goes to out_dir/report.md
     smoke: bool = False  # a few steps per stage with a tiny model: checks that everything runs, in a minute
+    overwrite: bool = False  # replace the runs already in out_dir/<stage> (without it, a rerun stops before it starts)
     device: str = "auto"  # passed to every training script
     world_args: str = ""  # extra options for data/world/prepare.py, space-separated (e.g. "--n_people=100")
 
@@ -84,6 +87,9 @@ def stage_commands(cfg):
     if cfg.smoke:
         for stage, args in SMOKE_ARGS.items():
             commands[stage] += args
+    if cfg.overwrite:
+        for stage in TRAINING_STAGES:
+            commands[stage].append("--overwrite=true")
     return commands
 
 
@@ -203,7 +209,12 @@ def main():
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage(s) {', '.join(unknown)}; the stages are {','.join(STAGES)}")
-    os.makedirs(cfg.out_dir, exist_ok=True)
+    check_writable(cfg.out_dir)
+    taken = [f"{cfg.out_dir}/{s}" for s in TRAINING_STAGES if s in stages and any(
+        os.path.exists(os.path.join(cfg.out_dir, s, name)) for name in RUN_FILES)]
+    if taken and not cfg.overwrite:
+        raise UserError(f"{', '.join(taken)} already hold runs; replace them with --overwrite=true, or pick another "
+                        f"--out_dir")
     commands, times = stage_commands(cfg), {}
     for stage in STAGES[:-1]:
         if stage in stages:

@@ -4,7 +4,7 @@ policy samples replies, the reward model scores them, and PPO pushes the policy 
 reward while a per-token KL penalty keeps it near the SFT model. GRPO (Shao et al. 2024) is a
 variant without a value model.
 
-    python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~3 min
+    python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~2 min
     python ppo.py --beta=0 --out_dir=out/ppo_beta0  # no KL penalty: does the policy hack the reward model?
     python ppo.py --algo=grpo --reward=gold --prompt_categories=arithmetic,tool --out_dir=out/grpo
 
@@ -24,14 +24,15 @@ One iteration:
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import Path, UserError, parse_config, repo_path, run_main
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
+                 Range, UserError, parse_config, repo_path, run_main)
 from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
@@ -39,7 +40,9 @@ from data_formats import read_jsonl
 from generation import describe, respond
 from metrics import MetricsLog
 from model import last_real_index, token_logprobs
+from run_folder import claim_run_folder
 from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, setup_runtime, wrap_ddp
+from tokenizer import check_messages
 
 
 @dataclass
@@ -51,42 +54,44 @@ class PPOConfig:
     prompt_categories: Optional[str] = None  # keep only prompts whose info.category is in this comma list
     out_dir: Path = "out/ppo"  # checkpoints, metrics.jsonl, plots and sample tables go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss: the algorithm, the reward and its KL shaping
-    algo: str = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
-    reward: str = "model"  # model: the reward model's score; gold: the world's rule-based gold_reward
+    algo: Annotated[str, OneOf(("ppo", "grpo"))] = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
+    reward: Annotated[str, OneOf(("model", "gold"))] = "model"  # model: the reward model's score; gold: the
+    #                                                             world's rule-based gold_reward
     missing_eos_score: float = -2.0  # the score of a reply that never ends its turn
-    beta: float = 0.05  # KL penalty coefficient (the start value when adaptive)
-    target_kl: Optional[float] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
-    kl_horizon: int = 2000  # adaptive controller horizon, in rollouts
-    clip_range: float = 0.2  # PPO's policy ratio clip epsilon
-    clip_range_value: float = 0.2  # value prediction clip around the rollout's values
-    vf_coef: float = 0.1  # weight of the value loss
-    gamma: float = 1.0  # discount
-    lam: float = 0.95  # GAE lambda
+    beta: NonNegativeFloat = 0.05  # KL penalty coefficient (the start value when adaptive)
+    target_kl: Optional[PositiveFloat] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
+    kl_horizon: PositiveInt = 2000  # adaptive controller horizon, in rollouts
+    clip_range: PositiveFloat = 0.2  # PPO's policy ratio clip epsilon
+    clip_range_value: PositiveFloat = 0.2  # value prediction clip around the rollout's values
+    vf_coef: NonNegativeFloat = 0.1  # weight of the value loss
+    gamma: Annotated[float, Range(0, 1)] = 1.0  # discount
+    lam: Annotated[float, Range(0, 1)] = 0.95  # GAE lambda
     # rollouts
-    rollout_batch: int = 32  # prompts per iteration, over all processes
-    group_size: int = 4  # GRPO: replies sampled per prompt
-    max_new_tokens: int = 48  # longest reply
-    temperature: float = 0.7  # sampling temperature; log-probs everywhere use logits / temperature
+    rollout_batch: PositiveInt = 32  # prompts per iteration, over all processes
+    group_size: PositiveInt = 4  # GRPO: replies sampled per prompt
+    max_new_tokens: PositiveInt = 48  # longest reply
+    temperature: PositiveFloat = 0.7  # sampling temperature; log-probs everywhere use logits / temperature
     # optimisation
-    minibatch_size: int = 16  # rollouts per optimizer step, over all processes
-    micro_batch_size: int = 8  # rollouts per forward/backward pass in one process
-    max_steps: int = 50  # iterations (rollouts + PPO epochs)
-    ppo_epochs: int = 2  # passes over each iteration's rollouts
-    learning_rate: float = 3e-5  # peak learning rate (policy and value)
-    min_lr: float = 3e-5  # learning rate at the end (cosine decay)
-    warmup_steps: int = 0  # linear warmup from 0, in iterations
-    weight_decay: float = 0.0  # AdamW weight decay on matrices
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.95  # AdamW beta2
-    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    minibatch_size: PositiveInt = 16  # rollouts per optimizer step, over all processes
+    micro_batch_size: PositiveInt = 8  # rollouts per forward/backward pass in one process
+    max_steps: PositiveInt = 50  # iterations (rollouts + PPO epochs)
+    ppo_epochs: PositiveInt = 2  # passes over each iteration's rollouts
+    learning_rate: PositiveFloat = 3e-5  # peak learning rate (policy and value)
+    min_lr: NonNegativeFloat = 3e-5  # learning rate at the end (cosine decay)
+    warmup_steps: NonNegativeInt = 0  # linear warmup from 0, in iterations
+    weight_decay: NonNegativeFloat = 0.0  # AdamW weight decay on matrices
+    beta1: Fraction01 = 0.9  # AdamW beta1
+    beta2: Fraction01 = 0.95  # AdamW beta2
+    grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: int = 10  # scorecard, sample table and checkpoint every this many iterations
-    eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: none)
-    log_interval: int = 1  # print a progress line every this many iterations
+    eval_interval: PositiveInt = 10  # scorecard, sample table and checkpoint every this many iterations
+    eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: none)
+    log_interval: PositiveInt = 1  # print a progress line every this many iterations
     # system
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the policy and value model for the PPO epochs
     seed: int = 1337  # seed for prompts and sampling
 
@@ -267,33 +272,61 @@ def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
 
 
 def load_prompts(cfg):
+    """The prompt rows, every one checked now (not hours later, when it is sampled)."""
     ensure_world(cfg.prompts)  # a fresh clone: generate the built-in world first (a few seconds)
     rows = []
     for line, row in read_jsonl(cfg.prompts):
+        where = f"{cfg.prompts}:{line}"
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), list):
-            raise UserError(f'{cfg.prompts}:{line}: expected {{"prompt": [messages], ...}}')
-        rows.append(row)
+            raise UserError(f'{where}: expected {{"prompt": [messages], ...}}')
+        try:
+            check_messages(row["prompt"])
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
+        if row["prompt"][-1]["role"] != "user":
+            raise UserError(f"{where}: a prompt ends with a user message, not {row['prompt'][-1]['role']!r}")
+        if not isinstance(row.get("info", {}), dict):
+            raise UserError(f"{where}: 'info' must be an object")
+        rows.append((where, row))
     if cfg.prompt_categories:
         keep = set(cfg.prompt_categories.split(","))
-        rows = [r for r in rows if r.get("info", {}).get("category") in keep]
+        rows = [(w, r) for w, r in rows if r.get("info", {}).get("category") in keep]
         if not rows:
             raise UserError(f"no prompt in {cfg.prompts} has a category in --prompt_categories={cfg.prompt_categories}")
-    if cfg.reward == "gold" and not all("info" in r for r in rows):
+    if cfg.reward == "gold" and not all("info" in r for _, r in rows):
         raise UserError("--reward=gold needs the world's prompts (rows with an 'info' field)")
     return rows
 
 
+def drop_long_prompts(rows, tokenizer, block_size, cfg, rt):
+    """Keep the prompts that leave max_new_tokens of room in the context. One rule, applied at
+    load and counted: a long prompt is dropped, never cut (a cut prompt may lose the question).
+    Batches are left-padded to their longest prompt, so this is also what gives every reply in a
+    batch its full max_new_tokens."""
+    kept = [row for _, row in rows if len(tokenizer.render_prompt(row["prompt"])) + cfg.max_new_tokens <= block_size]
+    dropped = [where for where, row in rows if
+               len(tokenizer.render_prompt(row["prompt"])) + cfg.max_new_tokens > block_size]
+    if not kept:
+        raise UserError(f"every prompt in {cfg.prompts} is too long to leave --max_new_tokens={cfg.max_new_tokens} "
+                        f"tokens of room in the context of {block_size}; lower --max_new_tokens")
+    rt.print(f"{cfg.prompts}: {len(kept):,} prompts" + (
+        f"; {len(dropped)} dropped, longer than block_size={block_size} - max_new_tokens={cfg.max_new_tokens} "
+        f"(first: {dropped[0]})" if dropped else ""))
+    return kept
+
+
 def load_models(cfg, rt):
     hint = "make it with `python sft.py` first"
-    policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)  # dropout off: exact ratios
-    ref, _, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint)
+    policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint,  # dropout off: exact ratios
+                                      expect="policy")
+    ref, _, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint, expect="policy")
     ref.eval().requires_grad_(False)
     reward_model = value = None
     if cfg.reward == "model":
-        reward_model, rm_tokenizer, _ = load_model(cfg.reward_model, rt.device, dropout=0.0,
-                                                   hint="make it with `python reward.py` first")
-        if reward_model.scalar_head is None or rm_tokenizer.spec != tokenizer.spec:
-            raise UserError(f"{cfg.reward_model} is not a reward model with the policy's tokenizer")
+        reward_model, rm_tokenizer, _ = load_model(cfg.reward_model, rt.device, dropout=0.0, expect="reward",
+                                                   what="--reward_model", hint="make it with `python reward.py` first")
+        if rm_tokenizer.spec != tokenizer.spec:
+            raise UserError(f"--reward_model={cfg.reward_model} has another tokenizer than the policy")
         reward_model.eval().requires_grad_(False)
     if cfg.algo == "ppo":
         # the value model starts from the reward model (Ouyang et al.), else from the SFT model with a new head
@@ -305,9 +338,8 @@ def load_models(cfg, rt):
 
 def main():
     cfg = parse_config(PPOConfig, description=__doc__)
-    if cfg.algo not in ("ppo", "grpo") or cfg.reward not in ("model", "gold"):
-        raise UserError(f"--algo={cfg.algo} --reward={cfg.reward}: expected algo ppo or grpo, reward model or gold")
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     rows = load_prompts(cfg)
     world = world_folder(cfg.prompts)
     suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite and world else None
@@ -318,13 +350,16 @@ def main():
 
     # models: policy, frozen reference, reward model (unless the reward is gold) and value model (PPO)
     policy, ref, reward_model, value, tokenizer = load_models(cfg, rt)
+    # every model reads prompt + reply: the smallest context of them bounds the prompts
+    block_size = min(m.config.block_size for m in (policy, reward_model, value) if m is not None)
+    rows = drop_long_prompts(rows, tokenizer, block_size, cfg, rt)
     raw_model = PolicyAndValue(policy, value)
     optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), rt.device.type,
                                            extra_modules=[value] if value is not None else [])
     kl_control = AdaptiveKL(cfg.beta, cfg.target_kl, cfg.kl_horizon)
     start_step = 0
     if cfg.resume:  # the policy, the optimizer, and the value model and KL coefficient, which train too
-        checkpoint = load_for_resume(cfg.out_dir, cfg.algo)
+        checkpoint = load_for_resume(cfg.out_dir, cfg.algo, cfg, rt)
         policy.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         if value is not None:
@@ -334,6 +369,7 @@ def main():
     model = torch.compile(raw_model) if cfg.compile else raw_model
     model = wrap_ddp(model, rt)
     autocast = rt.autocast()
+    run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
     rt.print(f"{cfg.algo.upper()}: {len(rows)} prompts, {cfg.rollout_batch} per iteration"
              + (f" x {cfg.group_size} replies" if cfg.algo == "grpo" else "")
@@ -397,8 +433,8 @@ def main():
             kl = (old_logprobs - ref_logprobs) * action
             advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
         # 5. PPO epochs over minibatches: one optimizer step per minibatch
-        second_loss = "loss/value" if cfg.algo == "ppo" else "loss/kl"
-        stats = {"loss/policy": [], second_loss: [], "policy/approxkl": [], "policy/clipfrac": [], "policy/ratio": []}
+        stats = {"loss/policy": [], "loss/value": [], "loss/kl": [], "policy/approxkl": [], "policy/clipfrac": [],
+                 "policy/ratio": []}
         order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rt.rank, 1))
         for epoch in range(cfg.ppo_epochs):
             # the first pass keeps the rollout order, so its first minibatch sees ratio == 1 exactly
@@ -415,17 +451,18 @@ def main():
                             logprobs, old_logprobs[chunk], advantages[chunk], action[chunk], cfg.clip_range,
                             per_sequence=cfg.algo == "grpo")
                         if cfg.algo == "ppo":
-                            second = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
-                                                        cfg.clip_range_value)
-                            loss = pg_loss + cfg.vf_coef * second
+                            value_loss = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
+                                                            cfg.clip_range_value)
+                            loss = pg_loss + cfg.vf_coef * value_loss
+                            stats["loss/value"].append(value_loss.item())
                         else:  # GRPO: the KL to the reference is a loss term, not a reward penalty
-                            second = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
-                            loss = pg_loss + kl_control.beta * second
+                            kl_loss = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
+                            loss = pg_loss + kl_control.beta * kl_loss
+                            stats["loss/kl"].append(kl_loss.item())
                         loss = loss * len(chunk) / len(minibatch_rows)  # this micro-batch's share of the minibatch
                     loss.backward()
                     log_ratio = (logprobs - old_logprobs[chunk]).detach()
                     stats["loss/policy"].append(pg_loss.item())
-                    stats[second_loss].append(second.item())
                     stats["policy/approxkl"].append(0.5 * masked_mean(log_ratio ** 2, action[chunk]).item())
                     stats["policy/clipfrac"].append(clipfrac.item())
                     stats["policy/ratio"].append(masked_mean(ratio.detach(), action[chunk]).item())
@@ -450,6 +487,7 @@ def main():
             evaluate_and_save(step, batch_rows, replies, scores, gold)
     if start_step < cfg.max_steps:
         log.finished(f"wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, ppo.png, samples.md")
+    run_folder.release()
 
 
 def write_samples(out_dir, step, rows, replies, scores, gold, n=6):

@@ -23,11 +23,13 @@ import numpy as np
 import torch
 
 from checkpoint import check_same_tokenizer, load_for_resume, load_model, save_checkpoint
-from cli import Path, UserError, parse_config, run_main
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
+                 UserError, parse_config, run_main)
 from data.world.prepare import ensure_world
 from data_formats import open_token_stream, read_meta
 from metrics import MetricsLog
 from model import GPT, GPTConfig, generate
+from run_folder import claim_run_folder
 from runtime import batch_per_process, lr_at, measure_peak_flops, rank_slice, seed_step, setup_runtime, wrap_ddp
 from tokenizer import Tokenizer, padded_vocab_size
 
@@ -39,35 +41,36 @@ class PretrainConfig:
     data_dir: Path = "data/world"  # folder with train.bin, val.bin, meta.json
     out_dir: Path = "out/pretrain"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt (same config), exactly where it stopped
+    overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # model (when init_from=scratch)
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads per block
-    n_embd: int = 128  # width of the residual stream
-    block_size: int = 256  # context length in tokens
-    dropout: float = 0.0  # dropout rate (0 for short runs that cannot overfit)
+    n_layer: PositiveInt = 4  # transformer blocks
+    n_head: PositiveInt = 4  # attention heads per block
+    n_embd: PositiveInt = 128  # width of the residual stream
+    block_size: PositiveInt = 256  # context length in tokens
+    dropout: Fraction01 = 0.0  # dropout rate (0 for short runs that cannot overfit)
     bias: bool = True  # biases in Linear and LayerNorm layers
     # optimisation
-    batch_size: int = 16  # sequences per optimizer step, over all processes (small: more updates per minute)
-    micro_batch_size: int = 16  # sequences per forward/backward pass in one process
-    max_steps: int = 900  # optimizer steps
-    learning_rate: float = 2e-3  # peak learning rate (small models take large ones)
-    min_lr: float = 2e-4  # learning rate at the end of the cosine decay
-    warmup_steps: int = 50  # linear warmup from 0
-    weight_decay: float = 0.1  # AdamW weight decay on matrices
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.99  # AdamW beta2 (0.99 for small batches, as nanoGPT's char model)
-    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    batch_size: PositiveInt = 16  # sequences per optimizer step, over all processes (small: more updates per minute)
+    micro_batch_size: PositiveInt = 16  # sequences per forward/backward pass in one process
+    max_steps: PositiveInt = 900  # optimizer steps
+    learning_rate: PositiveFloat = 2e-3  # peak learning rate (small models take large ones)
+    min_lr: NonNegativeFloat = 2e-4  # learning rate at the end of the cosine decay
+    warmup_steps: NonNegativeInt = 50  # linear warmup from 0
+    weight_decay: NonNegativeFloat = 0.1  # AdamW weight decay on matrices
+    beta1: Fraction01 = 0.9  # AdamW beta1
+    beta2: Fraction01 = 0.99  # AdamW beta2 (0.99 for small batches, as nanoGPT's char model)
+    grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: int = 100  # evaluate val loss and save checkpoints every this many steps
-    eval_batches: int = 10  # micro-batches of val windows per evaluation
-    log_interval: int = 10  # print a progress line every this many steps
-    n_samples: int = 4  # samples printed at the end
-    sample_tokens: int = 60  # tokens per sample
+    eval_interval: PositiveInt = 100  # evaluate val loss and save checkpoints every this many steps
+    eval_batches: PositiveInt = 10  # micro-batches of val windows per evaluation
+    log_interval: PositiveInt = 10  # print a progress line every this many steps
+    n_samples: NonNegativeInt = 4  # samples printed at the end
+    sample_tokens: PositiveInt = 60  # tokens per sample
     # system
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
-    peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: measure matmul throughput at start
+    peak_flops: NonNegativeFloat = 0.0  # the device's peak FLOP/s for MFU; 0: measure matmul throughput at start
     seed: int = 1337  # seed for model init, batches and dropout
 
 
@@ -127,7 +130,7 @@ def build_model(cfg, meta, rt):
                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout,
                            bias=cfg.bias)
         return GPT(config).to(rt.device), tokenizer
-    model, model_tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
+    model, model_tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout, expect="policy",
                                            hint="train one with `python pretrain.py` first")
     check_same_tokenizer(model_tokenizer.spec, tokenizer.spec, f"--init_from={cfg.init_from}", cfg.data_dir)
     if cfg.block_size > model.config.block_size:
@@ -141,14 +144,19 @@ def build_model(cfg, meta, rt):
 def main():
     cfg = parse_config(PretrainConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
     accum = per_process // cfg.micro_batch_size  # micro-steps per optimizer step (gradient accumulation)
 
     # data
+    if cfg.init_from == "scratch" and cfg.n_embd % cfg.n_head:
+        raise UserError(f"--n_embd={cfg.n_embd} must be a multiple of --n_head={cfg.n_head} (each head gets "
+                        f"n_embd / n_head dimensions)")
     meta, train_stream, val_stream = load_streams(cfg.data_dir)
-    if len(val_stream) <= cfg.block_size + 1:
-        raise UserError(f"--block_size={cfg.block_size} is longer than the val split ({len(val_stream)} tokens "
-                        f"in {cfg.data_dir}/val.bin); use a smaller block_size or more val data")
+    for split, stream in (("val", val_stream), ("train", train_stream)):
+        if len(stream) <= cfg.block_size + 1:
+            raise UserError(f"--block_size={cfg.block_size} is longer than the {split} split ({len(stream)} tokens "
+                            f"in {cfg.data_dir}/{split}.bin); use a smaller block_size or more {split} data")
 
     # model and optimizer; --resume restores both from out_dir/ckpt.pt
     raw_model, tokenizer = build_model(cfg, meta, rt)  # raw: unwrapped from torch.compile and DDP, for saving
@@ -156,7 +164,7 @@ def main():
                                               rt.device.type)
     start_step, best_val_loss = 0, float("inf")
     if cfg.resume:
-        checkpoint = load_for_resume(cfg.out_dir, "pretrain")
+        checkpoint = load_for_resume(cfg.out_dir, "pretrain", cfg, rt)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
@@ -167,6 +175,7 @@ def main():
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     peak_flops = cfg.peak_flops or measure_peak_flops(rt.device, torch.bfloat16 if rt.bf16 else torch.float32)
+    run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume,
                      raw_model.flops_per_token(cfg.block_size), peak_flops)
     rt.print(f"{raw_model.num_params() / 1e6:.2f}M parameters | {len(train_stream):,} train tokens "
@@ -230,11 +239,14 @@ def main():
                      f"metrics.jsonl, loss.png")
         if rt.is_master:
             print_samples(raw_model, tokenizer, meta, cfg, rt)
+    run_folder.release()
 
 
 def print_samples(model, tokenizer, meta, cfg, rt):
     """A few continuations at temperature 0.8: of the dataset's sample prompts (meta.json), or of
     an <|endoftext|> (a fresh document)."""
+    if cfg.n_samples == 0:
+        return
     prompts = meta.get("sample_prompts") or [""] * cfg.n_samples
     ids = [[tokenizer.eot] + tokenizer.encode(p) for p in prompts[:cfg.n_samples]]
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed)

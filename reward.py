@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import Path, UserError, parse_config, run_main
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
+                 UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data_formats import as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
+from run_folder import claim_run_folder
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
@@ -45,29 +47,30 @@ class RewardConfig:
     val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
     out_dir: Path = "out/reward"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss
-    margin: float = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
-    center_coef: float = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
+    margin: NonNegativeFloat = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
+    center_coef: NonNegativeFloat = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
     # optimisation
-    batch_size: int = 32  # pairs per optimizer step, over all processes
-    micro_batch_size: int = 8  # pairs per forward/backward pass in one process
-    max_steps: int = 500  # optimizer steps
-    learning_rate: float = 1e-4  # peak learning rate
-    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
-    warmup_steps: int = 20  # linear warmup from 0
-    weight_decay: float = 0.1  # AdamW weight decay on matrices
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.95  # AdamW beta2
-    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
+    batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
+    micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
+    max_steps: PositiveInt = 500  # optimizer steps
+    learning_rate: PositiveFloat = 1e-4  # peak learning rate
+    min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
+    warmup_steps: NonNegativeInt = 20  # linear warmup from 0
+    weight_decay: NonNegativeFloat = 0.1  # AdamW weight decay on matrices
+    beta1: Fraction01 = 0.9  # AdamW beta1
+    beta2: Fraction01 = 0.95  # AdamW beta2
+    grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: int = 100  # val metrics and checkpoint every this many steps
-    log_interval: int = 10  # print a progress line every this many steps
-    correlation_samples: int = 200  # world only: SFT replies scored by both the reward model and gold_reward
+    eval_interval: PositiveInt = 100  # val metrics and checkpoint every this many steps
+    log_interval: PositiveInt = 10  # print a progress line every this many steps
+    correlation_samples: NonNegativeInt = 200  # world only: SFT replies scored by both the reward model and gold_reward
     # scoring mode
     score: Optional[Path] = None  # score the {"prompt", "reply"} rows of this JSONL with out_dir's model, then exit
     # system
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the model
     seed: int = 1337  # seed for batches
 
@@ -167,9 +170,14 @@ def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
     reward_model.eval()
     scores = []
     for i in range(0, len(prompts), batch_size):
-        seqs = [render_pair(tokenizer, as_messages(p, "user"), as_messages(r, "assistant"),
-                            reward_model.config.block_size)[0]
-                for p, r in zip(prompts[i:i + batch_size], replies[i:i + batch_size])]
+        seqs = []
+        for prompt, reply in zip(prompts[i:i + batch_size], replies[i:i + batch_size]):
+            prompt, reply = as_messages(prompt, "user"), as_messages(reply, "assistant")
+            try:
+                seqs.append(render_pair(tokenizer, prompt, reply, reward_model.config.block_size)[0])
+            except ValueError:  # a reply longer than the context: score its last block_size tokens
+                ids = tokenizer.render_chat(prompt + reply)[0][:-len(tokenizer.newline)]
+                seqs.append(ids[-reward_model.config.block_size:])
         ids, lengths = pad_right(seqs, tokenizer.eot, rt.device)
         with rt.autocast():
             scores += reward_model.score(ids, at=lengths - 1).tolist()
@@ -178,9 +186,8 @@ def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
 
 def score_file(cfg, rt):
     """--score=FILE: print the reward of each {"prompt", "reply"} row (strings or message lists)."""
-    model, tokenizer, ckpt = load_model(cfg.out_dir, rt.device, hint="train one with `python reward.py` first")
-    if model.scalar_head is None:
-        raise UserError(f"{cfg.out_dir} is not a reward model")
+    model, tokenizer, _ = load_model(cfg.out_dir, rt.device, hint="train one with `python reward.py` first",
+                                     expect="reward", what="--out_dir")
     rows = read_jsonl(cfg.score)
     for line, row in rows:
         if not isinstance(row, dict) or not {"prompt", "reply"} <= row.keys():
@@ -196,6 +203,7 @@ def main():
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     if cfg.score:
         return score_file(cfg, rt)
+    run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
 
     # model: the SFT body with a new scalar head (Ouyang et al. start the reward model from SFT)
@@ -205,17 +213,19 @@ def main():
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
     block = raw_model.config.block_size
-    train, truncated = load_preferences(cfg.data, tokenizer, block)
-    val = load_preferences(cfg.val_data, tokenizer, block)[0] if cfg.val_data else []
-    rt.print(f"{len(train):,} training pairs ({truncated} truncated to block_size={block}, keeping the end of "
-             f"the reply); {len(val):,} val pairs")
+    train, report = load_preferences(cfg.data, tokenizer, block)
+    rt.print(report)
+    val = []
+    if cfg.val_data:
+        val, report = load_preferences(cfg.val_data, tokenizer, block)
+        rt.print(report)
 
     # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
     optimizer = raw_model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
                                               rt.device.type)
     start_step, best_accuracy = 0, -1.0
     if cfg.resume:
-        checkpoint = load_for_resume(cfg.out_dir, "reward")
+        checkpoint = load_for_resume(cfg.out_dir, "reward", cfg, rt)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_accuracy = checkpoint["step"], checkpoint["best_val_accuracy"]
@@ -225,6 +235,7 @@ def main():
     model = torch.compile(raw_model) if cfg.compile else raw_model
     model = wrap_ddp(model, rt)
     autocast = rt.autocast()
+    run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
     def save(step, metrics, best=False, **extra):
@@ -285,27 +296,27 @@ def main():
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
             evaluate_and_save(step)
 
-    if start_step >= cfg.max_steps or not rt.is_master:
-        return
-    # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average.
-    _, chosen_rewards = evaluate_pairs(raw_model, train, cfg, tokenizer.eot, rt)
-    shift = chosen_rewards.mean().item()
-    with torch.no_grad():
-        raw_model.scalar_head.bias -= shift
-    final = {}
-    if val:
-        final, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
-        rt.print("held-out pair accuracy by category: " + ", ".join(
-            f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")))
-    if world and cfg.correlation_samples > 0:
-        final["spearman_vs_gold"] = gold_correlation(raw_model, cfg, tokenizer, world, rt)
-        rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "
-                 f"{final['spearman_vs_gold']:.3f}")
-    final = {f"val/{k}": v for k, v in final.items()}
-    log.write(cfg.max_steps, reward_shift=shift, **final)
-    save(cfg.max_steps, final, reward_shift=shift)  # the shifted head; resume undoes the shift
-    log.finished(f"val accuracy {final.get('val/accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
-                 f"chosen replies average 0; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, reward.png")
+    if start_step < cfg.max_steps and rt.is_master:
+        # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average.
+        _, chosen_rewards = evaluate_pairs(raw_model, train, cfg, tokenizer.eot, rt)
+        shift = chosen_rewards.mean().item()
+        with torch.no_grad():
+            raw_model.scalar_head.bias -= shift
+        final = {}
+        if val:
+            final, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
+            rt.print("held-out pair accuracy by category: " + ", ".join(
+                f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")))
+        if world and cfg.correlation_samples > 0:
+            final["spearman_vs_gold"] = gold_correlation(raw_model, cfg, tokenizer, world, rt)
+            rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "
+                     f"{final['spearman_vs_gold']:.3f}")
+        final = {f"val/{k}": v for k, v in final.items()}
+        log.write(cfg.max_steps, reward_shift=shift, **final)
+        save(cfg.max_steps, final, reward_shift=shift)  # the shifted head; resume undoes the shift
+        log.finished(f"val accuracy {final.get('val/accuracy', float('nan')):.1%}; rewards shifted by {-shift:+.3f} so "
+                     f"chosen replies average 0; wrote {cfg.out_dir}/ckpt.pt, metrics.jsonl, reward.png")
+    run_folder.release()
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def setup_runtime(device="auto", dtype="auto", seed=None):
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else \
             "mps" if torch.backends.mps.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device=cuda: this machine has no CUDA device that torch can use (--device=auto picks one)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device=mps: Apple's MPS is not available here (--device=auto picks a device)")
     if device == "cuda" and world_size > 1:
         device = f"cuda:{local_rank}"
     device = torch.device(device)

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import Path, UserError, parse_config, run_main
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
+                 parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
 from metrics import MetricsLog
+from run_folder import claim_run_folder
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
@@ -38,25 +40,26 @@ class SFTConfig:
     val_data: Optional[Path] = "data/world/sft_val.jsonl"  # held-out conversations for the val loss (None: skip)
     out_dir: Path = "out/sft"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
+    overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # optimisation
-    batch_size: int = 32  # conversations per optimizer step, over all processes
-    micro_batch_size: int = 8  # conversations per forward/backward pass in one process
-    max_steps: int = 1200  # optimizer steps
-    learning_rate: float = 1e-3  # peak learning rate
-    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
-    warmup_steps: int = 20  # linear warmup from 0
-    weight_decay: float = 0.1  # AdamW weight decay on matrices
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.99  # AdamW beta2
-    grad_clip: float = 1.0  # clip the gradient norm to this (0: off)
-    dropout: float = 0.0  # dropout during fine-tuning
+    batch_size: PositiveInt = 32  # conversations per optimizer step, over all processes
+    micro_batch_size: PositiveInt = 8  # conversations per forward/backward pass in one process
+    max_steps: PositiveInt = 1200  # optimizer steps
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate
+    min_lr: NonNegativeFloat = 1e-4  # learning rate at the end of the cosine decay
+    warmup_steps: NonNegativeInt = 20  # linear warmup from 0
+    weight_decay: NonNegativeFloat = 0.1  # AdamW weight decay on matrices
+    beta1: Fraction01 = 0.9  # AdamW beta1
+    beta2: Fraction01 = 0.99  # AdamW beta2
+    grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
+    dropout: Fraction01 = 0.0  # dropout during fine-tuning
     # evaluation and logging
-    eval_interval: int = 400  # val loss, scorecard and checkpoint every this many steps
-    eval_per_suite: int = 10  # held-out examples per suite in the periodic scorecard (0: no scorecard)
-    log_interval: int = 10  # print a progress line every this many steps
+    eval_interval: PositiveInt = 400  # val loss, scorecard and checkpoint every this many steps
+    eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: no scorecard)
+    log_interval: PositiveInt = 10  # print a progress line every this many steps
     # system
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the model
     seed: int = 1337  # seed for batches and dropout
 
@@ -67,11 +70,14 @@ class SFTConfig:
 def load_data(cfg, tokenizer, block_size, rt):
     """Training and val conversations as (ids, loss mask) pairs that fit the context."""
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
-    train, dropped = load_conversations(cfg.data, tokenizer, block_size)
-    val = load_conversations(cfg.val_data, tokenizer, block_size)[0] if cfg.val_data else []
+    train, report = load_conversations(cfg.data, tokenizer, block_size)
+    rt.print(report)
+    val = []
+    if cfg.val_data:
+        val, report = load_conversations(cfg.val_data, tokenizer, block_size)
+        rt.print(report)
     masked = sum(sum(m) for _, m in train) / sum(len(m) for _, m in train)
-    rt.print(f"{len(train):,} training conversations ({dropped} dropped: longer than block_size={block_size}); "
-             f"{masked:.0%} of tokens are the assistant's and carry the loss; {len(val):,} val conversations")
+    rt.print(f"{masked:.0%} of the training tokens are the assistant's and carry the loss")
     return train, val
 
 
@@ -117,13 +123,12 @@ def evaluate_loss(model, examples, pad_id, rt, batch_size=32):
 def main():
     cfg = parse_config(SFTConfig, description=__doc__)
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
 
     # model and data
-    raw_model, tokenizer, source = load_model(cfg.init_from, rt.device, dropout=cfg.dropout,
-                                              hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
-    if source is not None and source.get("stage") == "reward":
-        raise UserError(f"{cfg.init_from} is a reward model; SFT starts from a language model")
+    raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout, expect="policy",
+                                         hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
     train, val = load_data(cfg, tokenizer, raw_model.config.block_size - 1, rt)
     world = world_folder(cfg.data)
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
@@ -133,7 +138,7 @@ def main():
                                               rt.device.type)
     start_step, best_val_loss = 0, float("inf")
     if cfg.resume:
-        checkpoint = load_for_resume(cfg.out_dir, "sft")
+        checkpoint = load_for_resume(cfg.out_dir, "sft", cfg, rt)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
@@ -141,6 +146,7 @@ def main():
     model = torch.compile(raw_model) if cfg.compile else raw_model
     model = wrap_ddp(model, rt)
     autocast = rt.autocast()
+    run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
 
     def evaluate_and_save(step):
@@ -213,6 +219,7 @@ def main():
     if start_step < cfg.max_steps:
         log.finished(f"wrote {cfg.out_dir}/ckpt.pt, best.pt, metrics.jsonl, loss.png"
                      + (", scorecard.png; compare stages with `python eval.py`" if suites else ""))
+    run_folder.release()
 
 
 if __name__ == "__main__":

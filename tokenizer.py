@@ -55,8 +55,24 @@ def padded_vocab_size(n_vocab, multiple=64):
     return -(-n_vocab // multiple) * multiple
 
 
+def check_tokenizer_spec(spec):
+    """Raise ValueError saying what is wrong with a tokenizer spec (from meta.json or a checkpoint)."""
+    if not isinstance(spec, dict) or spec.get("kind") not in ("gpt2", "byte", "bpe"):
+        kind = spec.get("kind") if isinstance(spec, dict) else spec
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'gpt2', 'byte' or 'bpe'")
+    if spec["kind"] == "bpe":
+        merges = spec.get("merges")
+        if not isinstance(merges, list) or not all(
+                isinstance(m, list) and len(m) == 2 and all(isinstance(t, int) and 0 <= t < 256 + i for t in m)
+                for i, m in enumerate(merges)):
+            raise ValueError("a 'bpe' tokenizer needs 'merges': a list of [a, b] pairs of earlier token ids")
+        if spec.get("split", "gpt2") not in SPLIT_PATTERNS:
+            raise ValueError(f"unknown split {spec.get('split')!r}; expected one of {', '.join(SPLIT_PATTERNS)}")
+
+
 class Tokenizer:
     def __init__(self, spec):
+        check_tokenizer_spec(spec)
         self.spec = dict(spec)
         kind = spec.get("kind")
         if kind == "gpt2":
@@ -69,10 +85,8 @@ class Tokenizer:
             ranks, pattern = base._mergeable_ranks, base._pat_str
         elif kind == "byte":
             ranks, pattern = {bytes([i]): i for i in range(256)}, GPT2_PATTERN
-        elif kind == "bpe":
-            ranks, pattern = ranks_from_merges(spec["merges"]), SPLIT_PATTERNS[spec.get("split", "gpt2")][0]
         else:
-            raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'gpt2', 'byte' or 'bpe'")
+            ranks, pattern = ranks_from_merges(spec["merges"]), SPLIT_PATTERNS[spec.get("split", "gpt2")][0]
         specials = {name: len(ranks) + i for i, name in enumerate(SPECIAL_TOKENS)}
         self.enc = tiktoken.Encoding(name=f"{kind}-chat", pat_str=pattern, mergeable_ranks=ranks,
                                      special_tokens=specials)

@@ -51,7 +51,8 @@ def small_world(tmp_path_factory):
 
 def checkpoint_dict(model, tokenizer, stage, step=0, config=None, metrics=None, optimizer=None):
     """A checkpoint as the stages write it (the contract in README.md), for tests that need one."""
-    state = {"stage": stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(model.config),
+    state = {"stage": stage, "step": step, "model": model.state_dict(),
+             "model_config": dataclasses.asdict(model.config),
              "tokenizer": tokenizer.spec, "config": dataclasses.asdict(config) if config is not None else {},
              "metrics": metrics or {}}
     if optimizer is not None:

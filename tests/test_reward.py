@@ -1,10 +1,12 @@
 """reward.py: the Bradley-Terry loss, centering, where the score is read, truncation."""
+import json
 import math
 
 import pytest
 import torch
 
-from data_formats import render_pair
+from cli import UserError
+from data_formats import load_preferences, render_pair
 from model import GPT, GPTConfig, last_real_index
 from reward import bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
 from runtime import setup_runtime
@@ -55,11 +57,33 @@ def test_truncation_keeps_the_end_of_the_reply():
     tok = Tokenizer({"kind": "byte"})
     prompt = [{"role": "user", "content": "a long question " * 10}]
     reply = [{"role": "assistant", "content": "the answer"}]
-    full, full_mask = render_pair(tok, prompt, reply, 10_000)
-    cut, cut_mask = render_pair(tok, prompt, reply, 40)
-    assert len(cut) == 40 and cut == full[-40:] and cut_mask == full_mask[-40:]
+    full, full_mask, was_cut = render_pair(tok, prompt, reply, 10_000)
+    assert not was_cut
+    cut, cut_mask, was_cut = render_pair(tok, prompt, reply, 40)
+    assert was_cut and len(cut) == 40 and cut == full[-40:] and cut_mask == full_mask[-40:]
     assert cut[-1] == tok.im_end and tok.decode(cut).endswith("the answer<|im_end|>")
     assert sum(cut_mask) == len("the answer") + 1  # the reply and its end-of-turn, nothing of the prompt
+    # "assistant\n" header (1 + 10 bytes) + 10 + im_end = 22 tokens: a reply that alone does not fit is refused
+    with pytest.raises(ValueError, match="the reply alone is 22 tokens"):
+        render_pair(tok, prompt, reply, 21)
+
+
+def test_preference_files_report_cut_and_dropped_pairs_and_name_bad_lines(tmp_path):
+    tok = Tokenizer({"kind": "byte"})
+    rows = [{"prompt": "q" * 60, "chosen": "yes", "rejected": "no"},  # fits only with its prompt cut
+            {"prompt": "q", "chosen": "y" * 80, "rejected": "no"},  # the chosen reply alone is too long
+            {"prompt": "q", "chosen": "yes", "rejected": "no"}]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    pairs, report = load_preferences(str(tmp_path / "p.jsonl"), tok, 64)
+    assert len(pairs) == 2 and "2 pairs, 1 with the start of the prompt cut" in report
+    assert "1 dropped, the reply alone longer than block_size (first: " in report and report.endswith("p.jsonl:2)")
+    for bad, message in [({"prompt": "q", "chosen": 5, "rejected": "no"}, "expected a string or a list of messages"),
+                         ({"prompt": "q", "chosen": "a", "rejected": "b", "info": "str"}, "'info' must be an object"),
+                         ({"prompt": [{"role": "human", "content": "q"}], "chosen": "a", "rejected": "b"},
+                          "message 0: unknown role 'human'")]:
+        (tmp_path / "bad.jsonl").write_text(json.dumps(rows[2]) + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(UserError, match=f"bad.jsonl:2: {message}"):
+            load_preferences(str(tmp_path / "bad.jsonl"), tok, 64)
 
 
 def test_score_replies_equals_the_training_path():
@@ -68,7 +92,7 @@ def test_score_replies_equals_the_training_path():
     prompts, replies = ["hi", "what is 2+2?"], ["hello!", "4"]
     scores = score_replies(tok_model, tok, prompts, replies, setup_runtime("cpu"))
     for p, r, s in zip(prompts, replies, scores):
-        ids, _ = render_pair(tok, [{"role": "user", "content": p}], [{"role": "assistant", "content": r}], 64)
+        ids, _, _ = render_pair(tok, [{"role": "user", "content": p}], [{"role": "assistant", "content": r}], 64)
         assert s == pytest.approx(tok_model.score(torch.tensor([ids]))[0, -1].item(), abs=1e-5)
 
 

@@ -1,10 +1,13 @@
 """sft.py's batches and loss, the calculator (tools.py), generation with tools, chat.py's CLI, the
 scorecard (data/world/scorecard.py) and eval.py."""
+import decimal
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+from fractions import Fraction
 
 import pytest
 import torch
@@ -54,8 +57,9 @@ def test_conversation_files_errors_name_the_line_and_long_examples_are_dropped(t
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     long = {"messages": [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "ok"}]}
     write_jsonl(tmp_path / "a.jsonl", [good, long, good])
-    examples, dropped = load_conversations(str(tmp_path / "a.jsonl"), TOK, 64)
-    assert len(examples) == 2 and dropped == 1
+    examples, report = load_conversations(str(tmp_path / "a.jsonl"), TOK, 64)
+    assert len(examples) == 2 and "2 conversations; 1 dropped, longer than block_size=64 (first: " in report
+    assert report.endswith("a.jsonl:2)")
     write_jsonl(tmp_path / "b.jsonl", [good, {"messages": [{"role": "user", "content": "no reply"}]}])
     with pytest.raises(UserError, match=r"b.jsonl:2: no assistant message"):
         load_conversations(str(tmp_path / "b.jsonl"), TOK, 64)
@@ -70,6 +74,56 @@ def test_conversation_files_errors_name_the_line_and_long_examples_are_dropped(t
 ])
 def test_calculator_computes(expression, expected):
     assert calculator(expression) == expected
+
+
+E29 = "1" + "0" * 29  # 10**29, the largest power of 10 a literal may spell (MAX_DIGITS = 30)
+
+
+@pytest.mark.parametrize("expression, expected", [
+    # exact: integers and finite decimals print in full, positionally, without trailing zeros
+    ("12345678901 + 0.5", "12345678901.5"), ("1/8", "0.125"), ("-15/4", "-3.75"), ("10/4", "2.5"),
+    ("6/3", "2"), ("0.1 + 0.2", "0.3"), ("0.000001", "0.000001"), ("2.50 * 1", "2.5"), ("-0", "0"),
+    ("0.5 - 0.5", "0"), ("1/1024", "0.0009765625"), ("99999999999999999999 * 99999999999999999999",
+     "9999999999999999999800000000000000000001"), ("0.12345678901234567890123456789/100000000000",
+     "0.0000000000012345678901234567890123456789"),  # 40 places, MAX_DECIMALS: still exact
+    # rounded: 10 significant digits, positional, the integer part never cut
+    ("1/3", "0.3333333333"), ("200/3", "66.66666667"), ("2/7", "0.2857142857"), ("-2/3", "-0.6666666667"),
+    ("1 - 1/3000000000000", "1"), ("12345678901 + 1/3", "12345678901"),
+    (E29 + "/3*1000000000", "3" * 38), ("1/3/1000000000000000/1000000000000000", "0." + "0" * 30 + "3" * 10),
+    # rounded with an exponent only below MAX_DECIMALS places: 1e-58 needs 58, past the cap of 40
+    ("1/3/" + E29 + "/" + E29, "3.333333333e-59"), ("-1/3/" + E29 + "/" + E29, "-3.333333333e-59"),
+    ("0.12345678901234567890123456789/1000000000000", "0.000000000000123456789"),  # 41 places: rounded
+    ("0." + "0" * 28 + "1/" + E29, "1e-58"), ("(1 - 1/3000000000000)/" + E29 + "/" + E29, "1e-58"),
+])
+def test_calculator_prints_exact_decimals_exactly_and_rounds_the_rest(expression, expected):
+    assert calculator(expression) == expected
+
+
+def test_calculator_terminating_decimals_round_trip_exactly():
+    """Random a/(2**i * 5**j) against Python's decimal as an independent reference: exact in plain
+    positional notation (no exponent, no trailing zeros), and back to the same Fraction."""
+    rng = random.Random(0)
+    for _ in range(300):
+        a = rng.randint(-10 ** 12, 10 ** 12)
+        i, j = rng.randint(0, 30), rng.randint(0, 30)
+        result = calculator(f"{a}/{2 ** i}/{5 ** j}")
+        exact = Fraction(a, 2 ** i * 5 ** j)
+        assert Fraction(result) == exact
+        with decimal.localcontext() as ctx:
+            ctx.prec = 100  # enough for every digit, so the division is exact
+            assert result == format((decimal.Decimal(a) / 2 ** i / 5 ** j).normalize(), "f")
+
+
+def test_calculator_rounds_non_terminating_results_to_ten_significant_digits():
+    """a/b, b free of 2 and 5, so a/b is an integer or never ends; against decimal's 10-digit rounding."""
+    rng = random.Random(1)
+    for _ in range(300):
+        a, b = rng.randint(-10 ** 8, 10 ** 8), rng.choice([3, 7, 11, 13, 21, 99, 12347, 999983])
+        if Fraction(a, b).denominator == 1:
+            continue
+        with decimal.localcontext() as ctx:
+            ctx.prec = 10
+            assert calculator(f"{a}/{b}") == format((decimal.Decimal(a) / b).normalize(), "f")
 
 
 @pytest.mark.parametrize("hostile", [

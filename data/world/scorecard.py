@@ -64,7 +64,8 @@ SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "tool"
 def plot_scorecard(log, stage):
     """scorecard.png: the periodic held-out scorecard of a training run (its eval/<behaviour> rows)."""
     curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
-    log.plot("scorecard.png", {"held-out behaviours (share right)": curves}, title=f"{stage}: scorecard during training")
+    log.plot("scorecard.png", {"held-out behaviours (share right)": curves},
+             title=f"{stage}: scorecard during training")
 
 
 def is_chat_model(ckpt):
