@@ -7,6 +7,9 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -14,12 +17,13 @@ import torch
 import chat
 import dpo
 import eval as eval_script
+import export_hf
 import ppo
 import pretrain
 import reward
 import sft
 from checkpoint import save_checkpoint
-from conftest import checkpoint_dict, run_script
+from conftest import ROOT, checkpoint_dict, run_script
 from data_formats import read_meta
 from model import GPT, GPTConfig
 from tokenizer import Tokenizer
@@ -58,7 +62,8 @@ def snapshot(folder):
 def assert_clean_error(module, args, out_dir, capsys, message):
     """The script stops with one 'error:' line matching message, exit 1, and out_dir unchanged."""
     before = snapshot(out_dir)
-    code = run_script(module, args + [f"--out_dir={out_dir}"] if "--out_dir" not in " ".join(args) else args)
+    writes = module is not chat and "--out_dir" not in " ".join(args)  # chat.py writes nothing
+    code = run_script(module, args + [f"--out_dir={out_dir}"] if writes else args)
     err = capsys.readouterr().err
     assert code == 1, f"exit {code}; stderr: {err}"
     assert err.startswith("error: ") and "Traceback" not in err, err
@@ -258,18 +263,49 @@ def crafted(tmp_path, models, change):
     return path.parent
 
 
-@pytest.mark.parametrize("change, message", [
+CRAFTED = [
     ("random_bytes", "is not a PyTorch checkpoint"),
     ("config_mismatch", "the weights do not match model_config"),
     ("config_not_dict", "model_config must give positive integers"),
     ("model_is_string", "'model' must map parameter names to tensors"),
     ("bad_head_split", "not divisible by n_head=3"),
-])
+]
+
+
+@pytest.mark.parametrize("change, message", CRAFTED)
+@pytest.mark.parametrize("script", ["sft", "reward", "dpo", "ppo", "eval", "chat", "export_hf"])
 def test_crafted_checkpoints_are_refused_before_anything_is_built(models, small_world, tmp_path, capsys, change,
-                                                                   message):
+                                                                   message, script):
     source = crafted(tmp_path, models, change)
-    assert_clean_error(sft, [f"--init_from={source}", f"--data={small_world}/sft_train.jsonl"] + FEW,
-                       tmp_path / "out", capsys, message)
+    data = [f"--data={small_world}/prefs_train.jsonl", "--val_data=None"]
+    module, args = {
+        "sft": (sft, [f"--init_from={source}", f"--data={small_world}/sft_train.jsonl"] + FEW),
+        "reward": (reward, [f"--init_from={source}"] + data + FEW),
+        "dpo": (dpo, [f"--init_from={source}"] + data + FEW),
+        "ppo": (ppo, [f"--init_from={source}", f"--reward_model={models / 'reward'}"] + FEW[:1]),
+        "eval": (eval_script, [f"--checkpoints={source}", f"--data_dir={small_world}"]),
+        "chat": (chat, [f"--checkpoint={source}", "--prompt=hi"]),
+        "export_hf": (export_hf, [f"--checkpoint={source}"])}[script]
+    assert_clean_error(module, args, tmp_path / "out", capsys, message)
+
+
+def test_a_second_process_into_a_running_run_stops_at_once(small_world, tmp_path):
+    """Two real processes: the first holds the folder while it trains; the second stops at once."""
+    out_dir = tmp_path / "out"
+    args = [sys.executable, "pretrain.py", *TINY[:-2], "--max_steps=100000", "--eval_interval=100000",
+            f"--data_dir={small_world}", f"--out_dir={out_dir}"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (out_dir / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert second.stderr.startswith(f"error: --out_dir={out_dir} is in use by process {first.pid}")
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
 
 
 @pytest.mark.parametrize("script, flag", [(pretrain, "--init_from"), (sft, "--init_from"), (dpo, "--init_from"),
