@@ -153,10 +153,10 @@ def open_token_stream(data_dir, split, meta):
 # ----------------------------------------------------------------------------- conversations (SFT)
 
 
-def load_conversations(path, tokenizer, block_size):
-    """Conversations JSONL -> ([(ids, loss_mask)], report), each fitting block_size + 1 tokens
-    (inputs and shifted targets). Rule for long examples: dropped, not truncated (a truncated chat
-    would teach a reply that stops mid-sentence); the report counts them."""
+def load_conversations(path, tokenizer, max_tokens):
+    """Conversations JSONL -> ([(ids, loss_mask)], report), each at most max_tokens long (the
+    model's context). Rule for long examples: dropped, not truncated (a truncated chat would teach
+    a reply that stops mid-sentence); the report counts them."""
     examples, dropped = [], []
     for line, row in read_jsonl(path):
         where = f"{path}:{line}"
@@ -168,15 +168,16 @@ def load_conversations(path, tokenizer, block_size):
             raise UserError(f"{where}: {e}") from None
         if not any(mask):
             raise UserError(f"{where}: no assistant message, so nothing to learn (every token is masked)")
-        if len(ids) > block_size + 1:
+        if len(ids) > max_tokens:
             dropped.append(where)
             continue
         examples.append((ids, mask))
     if not examples:
-        raise UserError(f"{path}: every conversation is longer than block_size={block_size}")
+        raise UserError(f"{path}: every conversation is longer than the model's context of {max_tokens} tokens")
     report = f"{path}: {len(examples):,} conversations"
     if dropped:
-        report += f"; {len(dropped)} dropped, longer than block_size={block_size} (first: {dropped[0]})"
+        report += (f"; {len(dropped)} dropped, longer than the model's context of {max_tokens} tokens "
+                   f"(first: {dropped[0]})")
     return examples, report
 
 

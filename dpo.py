@@ -53,6 +53,7 @@ matplotlib.use("Agg")  # headless: plots are files
 import matplotlib.pyplot as plt  # noqa: E402
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+KL_SAMPLE_TOKENS = 64  # longest reply sampled to measure the KL to the reference
 
 
 @dataclass
@@ -66,7 +67,9 @@ class DPOConfig:
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss
-    loss_type: Annotated[str, OneOf(LOSS_TYPES)] = "sigmoid"  # sigmoid (DPO), ipo, hinge
+    loss_type: Annotated[str, OneOf(LOSS_TYPES)] = "sigmoid"  # sigmoid (DPO), ipo, hinge; ipo on log-ratios
+    #                                                           summed over the reply, as in Azar et al. (TRL
+    #                                                           averages them per token, so its beta differs)
     beta: PositiveFloat = 0.1  # strength of the pull towards the reference (higher: stay closer)
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0  # conservative DPO: the share of
     #                                                                        preference labels assumed flipped
@@ -174,7 +177,7 @@ def evaluate_pairs(policy, ref, pairs, cfg, pad_id, rt, batch_size=32):
 
 
 @torch.no_grad()
-def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=64):
+def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=KL_SAMPLE_TOKENS):
     """Sample replies from the policy (temperature 1) and estimate KL(policy || ref) per reply as
     the sum over its generated tokens of log pi - log ref (unbiased on policy samples). Also the
     world's mean gold reward of those replies, when the rows carry info."""
@@ -224,7 +227,14 @@ def train(cfg):
         rt.print(report)
     rt.print(f"{cfg.loss_type} loss, beta {cfg.beta}")
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite else None
-    kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples] if world else []
+    # prompts to sample replies from for the KL to the reference: the world's RL prompts, else the
+    # prompts of the val pairs (any data), those that end with a user turn
+    if world:
+        kl_rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))]
+    else:
+        kl_rows = [{"prompt": p["prompt"]} for p in val if p["prompt"] and p["prompt"][-1]["role"] == "user"]
+    kl_rows = [r for r in kl_rows  # room for the sampled reply in the context
+               if len(tokenizer.render_prompt(r["prompt"])) + KL_SAMPLE_TOKENS <= block][:cfg.kl_samples]
     if cfg.precompute_ref:
         reference_logprobs(ref, train_pairs, tokenizer.eot, rt)
 
@@ -253,8 +263,9 @@ def train(cfg):
             metrics.update({f"val/{k}": v for k, v in evaluate_pairs(raw_policy, ref, val, cfg, tokenizer.eot,
                                                                      rt).items()})
         if kl_rows and rt.is_master:
-            metrics["eval/kl"], metrics["eval/gold_reward"] = evaluate_samples(raw_policy, ref, tokenizer, kl_rows,
-                                                                               rt, cfg.seed)
+            metrics["eval/kl"], gold = evaluate_samples(raw_policy, ref, tokenizer, kl_rows, rt, cfg.seed)
+            if gold is not None:  # the world's rows know the right answers; other data does not
+                metrics["eval/gold_reward"] = gold
         if suites and rt.is_master:
             scores, _ = chat_scorecard(raw_policy, tokenizer, suites, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})

@@ -53,6 +53,9 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
     scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt)
+    if scores["val_loss_text"] is None:
+        print(f"  {path}: no pretraining-text val loss: its tokenizer ({tokenizer}) is not the one "
+              f"{cfg.data_dir}/val.bin was written with")
     return {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
 
 

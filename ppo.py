@@ -59,7 +59,8 @@ class PPOConfig:
     algo: Annotated[str, OneOf(("ppo", "grpo"))] = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
     reward: Annotated[str, OneOf(("model", "gold"))] = "model"  # model: the reward model's score; gold: the
     #                                                             world's rule-based gold_reward
-    missing_eos_score: float = -2.0  # the score of a reply that never ends its turn
+    missing_eos_score: float = -2.0  # the score of a reply that never ends its turn: it replaces the
+    #                                  reward model's score (TRL's missing_eos_penalty subtracts from it instead)
     beta: NonNegativeFloat = 0.05  # KL penalty coefficient (the start value when adaptive)
     target_kl: Optional[PositiveFloat] = None  # adaptive KL controller's target per reply (Ziegler et al.); None: fixed
     kl_horizon: PositiveInt = 2000  # adaptive controller horizon, in rollouts

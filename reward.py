@@ -305,8 +305,9 @@ def main():
         final = {}
         if val:
             final, _ = evaluate_pairs(raw_model, val, cfg, tokenizer.eot, rt)
-            rt.print("held-out pair accuracy by category: " + ", ".join(
-                f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")))
+            by_category = [f"{k.split('/')[1]} {v:.1%}" for k, v in final.items() if k.startswith("accuracy/")]
+            if by_category:  # the world's pairs carry a category; other data has none
+                rt.print("held-out pair accuracy by category: " + ", ".join(by_category))
         if world and cfg.correlation_samples > 0:
             final["spearman_vs_gold"] = gold_correlation(raw_model, cfg, tokenizer, world, rt)
             rt.print(f"Spearman correlation with the world's gold reward on {cfg.correlation_samples} SFT samples: "

@@ -129,7 +129,7 @@ def main():
     # model and data
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout, expect="policy",
                                          hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
-    train, val = load_data(cfg, tokenizer, raw_model.config.block_size - 1, rt)
+    train, val = load_data(cfg, tokenizer, raw_model.config.block_size, rt)
     world = world_folder(cfg.data)
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
 

@@ -42,15 +42,19 @@ def download_file(url, path, chunk_size=1 << 20, hint="download it by hand and p
 
 
 class ConversionReport:
-    """Counts the rows a converter keeps and skips; remembers the first few problems with their
-    line numbers, so a user sees what was wrong without scrolling through thousands of lines."""
+    """Counts the rows a converter keeps and skips, by reason, with the line of every skipped row
+    (the first `lines` of each reason listed), and the first few problems in full, so a user sees
+    what was wrong without scrolling through thousands of lines."""
 
-    def __init__(self, source, show=5):
-        self.source, self.show = source, show
+    def __init__(self, source, show=5, lines=20):
+        self.source, self.show, self.max_lines = source, show, lines
         self.kept, self.skipped, self.problems = 0, Counter(), []
+        self.where = {}  # reason -> lines of the rows skipped for it
 
     def skip(self, line, reason):
-        self.skipped[reason.split(":")[0]] += 1
+        short = reason.split(":")[0]
+        self.skipped[short] += 1
+        self.where.setdefault(short, []).append(str(line).split(" ")[0])
         if len(self.problems) < self.show:
             self.problems.append(f"{self.source}:{line}: {reason}")
 
@@ -59,7 +63,10 @@ class ConversionReport:
 
     def summary(self):
         lines = [f"{self.source}: kept {self.kept} rows, skipped {sum(self.skipped.values())}"]
-        lines += [f"  {n} x {reason}" for reason, n in self.skipped.most_common()]
+        for reason, n in self.skipped.most_common():
+            shown = self.where[reason][:self.max_lines]
+            more = f" and {n - len(shown)} more" if n > len(shown) else ""
+            lines.append(f"  {n} x {reason} (line{'s' if n > 1 else ''} {', '.join(shown)}{more})")
         if self.problems:
             lines.append("  first problems:")
             lines += [f"    {p}" for p in self.problems]

@@ -222,6 +222,7 @@ HH_TRAIN = [
     pair("\n\nHuman: A\n\nAssistant: x", "\n\nHuman: B\n\nAssistant: y"),
     pair("\n\nHuman: Tell me a joke.\n\nAssistant: A pun walks into a bar.",
          "\n\nHuman: Tell me a joke.\n\nAssistant: No."),
+    pair(DIALOGUE + "12.", DIALOGUE + "36.\n\nHuman: thanks\n\nAssistant: You are welcome."),
 ]
 HH_TEST = [
     pair("\n\nHuman: Hello?\n\nAssistant: Hi there.", "\n\nHuman: Hello?\n\nAssistant: What."),
@@ -242,8 +243,10 @@ def test_hh_rlhf_gzip_pair_splits_at_the_last_assistant_turn(tmp_path):
     out = tmp_path / "out"
     run = run_script("hh_rlhf", f"--input={train_file},{test_file}", f"--out_dir={out}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert f"{train_file}: kept 2 rows, skipped 5" in run.stdout
+    assert f"{train_file}: kept 2 rows, skipped 6" in run.stdout
     assert f"{test_file}: kept 1 rows, skipped 2" in run.stdout
+    # every skipped row's line, by reason (the full text of the first five problems follows)
+    assert "1 x turn marker in a reply (line 8)" in run.stdout and "1 x different prompts (line 6)" in run.stdout
     for where, reason in [
             (f"{train_file}:2", "same reply"), (f"{train_file}:3", "not a preference pair"),
             (f"{train_file}:4", "invalid JSON"),
@@ -268,7 +271,7 @@ def test_hh_rlhf_single_plain_file_is_split_here(tmp_path, capsys):
     source = tmp_path / "pairs.jsonl"
     source.write_text("\n".join(HH_TRAIN + HH_TEST[:1]) + "\n")
     hh_rlhf.main([f"--input={source}", f"--out_dir={tmp_path}", "--val_size=1"])
-    assert f"{source}: kept 3 rows, skipped 5" in capsys.readouterr().out
+    assert f"{source}: kept 3 rows, skipped 6" in capsys.readouterr().out
     train, val = read_splits(tmp_path)
     assert (len(train), len(val)) == (2, 1)
 

@@ -58,7 +58,8 @@ def test_conversation_files_errors_name_the_line_and_long_examples_are_dropped(t
     long = {"messages": [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "ok"}]}
     write_jsonl(tmp_path / "a.jsonl", [good, long, good])
     examples, report = load_conversations(str(tmp_path / "a.jsonl"), TOK, 64)
-    assert len(examples) == 2 and "2 conversations; 1 dropped, longer than block_size=64 (first: " in report
+    assert len(examples) == 2
+    assert "2 conversations; 1 dropped, longer than the model's context of 64 tokens (first: " in report
     assert report.endswith("a.jsonl:2)")
     write_jsonl(tmp_path / "b.jsonl", [good, {"messages": [{"role": "user", "content": "no reply"}]}])
     with pytest.raises(UserError, match=r"b.jsonl:2: no assistant message"):
@@ -207,7 +208,7 @@ def test_sft_val_loss_in_padded_batches_equals_the_scorecard_one_chat_at_a_time(
     tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=2, n_head=2, n_embd=32)).eval()
-    examples, _ = load_conversations(str(small_world / "sft_val.jsonl"), tokenizer, 255)
+    examples, _ = load_conversations(str(small_world / "sft_val.jsonl"), tokenizer, 256)
     rt = setup_runtime("cpu")
     chat_loss, text_loss = val_losses(model, tokenizer, str(small_world), rt)
     assert evaluate_loss(model, examples, tokenizer.eot, rt, batch_size=7) == pytest.approx(chat_loss, rel=1e-5)

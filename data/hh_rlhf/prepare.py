@@ -21,8 +21,9 @@ different last Assistant turn. It becomes TRL's conversational preference format
  "chosen": [{"role": "assistant", "content": chosen's last reply}], "rejected": [... rejected's]}.
 Texts are stripped of surrounding white space. Skipped and counted, with their file:line: lines
 that are not JSON or lack a key, transcripts that do not start with a Human turn or do not end
-with a non-empty Assistant turn, pairs whose turns before the last reply differ, and pairs whose
-two replies are the same (nothing to prefer).
+with a non-empty Assistant turn, pairs whose turns before the last reply differ, pairs whose last
+reply itself holds a "\\n\\nHuman:" or "\\n\\nAssistant:" turn marker (it cannot be told apart from a
+real turn), and pairs whose two replies are the same (nothing to prefer).
 Expect (rows in the files; a handful are skipped): helpful-base 43,835 train / 2,354 test,
 harmless-base 42,537 / 2,312, helpful-online 22,007 / 1,137, helpful-rejection-sampled 52,421 / 2,749.
 """
@@ -81,10 +82,22 @@ def to_preference(row):
     prompt, chosen = split_transcript(row["chosen"], "chosen")
     rejected_prompt, rejected = split_transcript(row["rejected"], "rejected")
     if prompt != rejected_prompt:
-        raise ValueError("different prompts: chosen and rejected differ before their last Assistant turn")
+        raise ValueError(why_prompts_differ(row["chosen"], row["rejected"]))
     if chosen == rejected:
         raise ValueError("same reply: chosen and rejected end with the same Assistant turn")
     return {"prompt": prompt, "chosen": [chosen], "rejected": [rejected]}
+
+
+def why_prompts_differ(chosen, rejected):
+    """The reason for a pair whose parsed prompts differ. Either the dialogues really differ, or
+    they agree up to the start of the final reply and one final reply itself holds a turn marker
+    ("\\n\\nHuman: ..."), which the split reads as extra turns."""
+    shared = chosen[:len(os.path.commonprefix([chosen, rejected]))]
+    replies_start = [m.end() for m in TURN.finditer(shared) if m.group(1) == "Assistant"]
+    for key, text in (("chosen", chosen), ("rejected", rejected)):
+        if replies_start and TURN.search(text[replies_start[-1]:]):
+            return f"turn marker in a reply: the final reply of {key} holds a Human or Assistant turn marker"
+    return "different prompts: chosen and rejected differ before their last Assistant turn"
 
 
 def input_files(cfg):

@@ -53,10 +53,18 @@ def prepare(config, tokenizer, folder):
     text, source = read_corpus(config.input, os.path.join(folder, "input.txt"))
     parts = split_text(text, config.val_fraction, source)
     ids = {split: tokenizer.encode(part) for split, part in parts.items()}
-    # pretrain.py continues these at the end of training (the text has no <|endoftext|> to start from)
-    meta = {"source": source, "val_fraction": config.val_fraction, "sample_prompts": ["ROMEO:", "JULIET:", "\n"]}
+    # pretrain.py continues these at the end of training (the text has no <|endoftext|> to start from):
+    # two speakers for Tiny Shakespeare; for another text, the first words of its first lines
+    prompts = ["ROMEO:", "JULIET:", "\n"] if config.input is None else first_words(text)
+    meta = {"source": source, "val_fraction": config.val_fraction, "sample_prompts": prompts}
     write_token_streams(out_dir, tokenizer, ids, meta)
     print_summary(source, text, tokenizer, ids, out_dir)
+
+
+def first_words(text, n=3):
+    """Sample prompts from the user's own text: the first word of each of its first n non-empty lines."""
+    words = [line.split()[0] for line in text.splitlines() if line.split()][:n]
+    return words or ["\n"]
 
 
 def read_corpus(input_path, download_to):

@@ -160,9 +160,10 @@ def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
     Chats: the mean cross-entropy per assistant token of sft_val.jsonl, one conversation at a time
     (no padding, so no mask can go wrong; sft.py computes the same number in padded batches).
     Text: the mean loss over text_windows fixed windows of val.bin, drawn as pretrain.py draws its
-    val windows (seed 0), so the two scripts report comparable numbers."""
+    val windows (seed 0), so the two scripts report comparable numbers; None when the model's
+    tokenizer is not the one val.bin was written with (the ids would mean other text)."""
     model.eval()
-    examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size - 1)
+    examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size)
     total, count = 0.0, 0
     for ids, mask in examples:
         with rt.autocast():
@@ -173,7 +174,10 @@ def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
         count += int(scored.sum())
     chat = total / count
 
-    stream = open_token_stream(world, "val", read_meta(world))
+    meta = read_meta(world)
+    if meta["tokenizer"] != tokenizer.spec:
+        return chat, None
+    stream = open_token_stream(world, "val", meta)
     block = min(model.config.block_size, text_block)
     starts = np.random.default_rng([0, 0]).integers(0, len(stream) - block - 1, size=text_windows)
     losses = []
