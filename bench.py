@@ -5,10 +5,14 @@ Speed figures for the machine this runs on: what the README's numbers come from.
     python bench.py --only=generation                # one of: train, generation, dpo, ppo
     python bench.py --train_shape=gpt2 --batch_size=16 --compile=True   # GPT-2 124M on a GPU
 
-1. matmul peak: the FLOP/s of large square matmuls, the denominator of MFU on hardware whose
-   datasheet peak we do not know (a laptop CPU).
+1. peak: the denominator of MFU. A GPU in runtime.DATASHEET_PEAK_FLOPS takes its datasheet figure;
+   other hardware (a laptop CPU) the FLOP/s of large square matmuls (the fastest one over 2 s, after
+   a warm-up: runtime.measure_peak_flops says why); --peak_flops overrides both.
 2. train: pretraining steps (forward, backward, AdamW) on random tokens in a named model shape,
-   tokens/s and MFU (PaLM's 6N + attention FLOPs per token, model.flops_per_token).
+   tokens/s and MFU (PaLM's 6N + attention FLOPs per token, model.flops_per_token), against a
+   baseline timed in the same run: a plain nanoGPT-style GPT of the same shape (BaselineGPT below)
+   in the same loop. The two alternate, --train_rounds (3) rounds each, and each keeps its best
+   round; the ratio project / baseline is the figure to quote: both sides share machine and moment.
 3. generation: greedy decoding of 256 tokens after 16-token prompts with a 6-layer, 192-wide
    model (block 512), with the KV cache and with full recomputation at every step, batch 1 and 16.
    Both must produce the same tokens; the speed-up is the point of the cache.
@@ -16,6 +20,7 @@ Speed figures for the machine this runs on: what the README's numbers come from.
    real scripts on the default models (out/sft, out/reward), read from their metrics.jsonl.
 """
 
+import inspect
 import json
 import os
 import subprocess
@@ -26,11 +31,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from cli import DType, Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
+from cli import (DType, Device, NonNegativeFloat, NonNegativeInt, Path, PositiveInt, UserError, parse_config,
+                 repo_path, run_main)
 from metrics import read_metrics
 from model import GPT, GPTConfig, estimate_mfu, generate
-from runtime import measure_peak_flops, setup_runtime, sync
+from runtime import datasheet_peak_flops, measure_peak_flops, setup_runtime, sync
 
 # name: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size)
 TRAIN_SHAPES = {
@@ -45,8 +53,10 @@ class BenchConfig:
     only: Optional[str] = None  # comma-separated subset of train,generation,dpo,ppo (None: all)
     train_shape: str = "shakespeare_char"  # shakespeare_char, world or gpt2 (see TRAIN_SHAPES)
     batch_size: NonNegativeInt = 0  # sequences per training step (0: the shape's own)
-    train_steps: PositiveInt = 30  # timed training steps (after 3 warm-up steps)
-    compile: bool = False  # torch.compile the training model
+    train_steps: PositiveInt = 30  # timed training steps per round (after 3 warm-up steps)
+    train_rounds: PositiveInt = 3  # rounds of the project's model and of the baseline, alternating; best kept
+    compile: bool = False  # torch.compile the training models (the project's and the baseline)
+    peak_flops: NonNegativeFloat = 0.0  # the device's peak FLOP/s for MFU; 0: datasheet (known GPUs) or measured
     gen_vocab_size: PositiveInt = 1024  # vocabulary of the generation model (the world's is about 1k)
     prompt_len: PositiveInt = 16  # generation prompt tokens
     new_tokens: PositiveInt = 256  # tokens generated per prompt
@@ -57,35 +67,125 @@ class BenchConfig:
     dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
 
 
-def bench_train(cfg, rt, peak):
-    n_layer, n_head, n_embd, block, vocab, batch = TRAIN_SHAPES[cfg.train_shape]
-    batch = cfg.batch_size or batch
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head,
-                          n_embd=n_embd)).to(rt.device)
-    optimizer = model.configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type)
-    step_model = torch.compile(model) if cfg.compile else model
-    data = torch.randint(0, vocab, (batch, block + 1), device=rt.device)
+class BaselineBlock(nn.Module):
+    """Pre-LayerNorm block, x + attn(ln_1(x)) then x + mlp(ln_2(x)), written as plainly as
+    nanoGPT's: causal attention through scaled_dot_product_attention, a GELU MLP 4x wide."""
 
-    def step():  # one pretraining step, as pretrain.py takes it with a single micro-batch
+    def __init__(self, n_head, n_embd):
+        super().__init__()
+        self.n_head = n_head
+        self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k and v in one matmul
+        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return x + self.mlp(self.ln_2(x))
+
+
+class BaselineGPT(nn.Module):
+    """The speed baseline: a minimal GPT-2 in the style of nanoGPT's model.py, with nothing of
+    this project's (no KV cache, masks, padding or scalar head). Same layers, widths and parameter
+    count as model.GPT for a given shape (bench_train checks), so the two do the same FLOPs and
+    their tokens/s compare the code, not the model. As in nanoGPT, the GELU is the exact one and the
+    loss takes the logits in their own dtype (model.GPT: tanh GELU, logits cast to fp32). Weights
+    keep PyTorch's default init: speed does not depend on them."""
+
+    def __init__(self, n_layer, n_head, n_embd, block_size, vocab_size):
+        super().__init__()
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.wpe = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.ModuleList(BaselineBlock(n_head, n_embd) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+    def configure_optimizer(self, lr, weight_decay, betas, device_type):
+        """AdamW, decay on 2-D weights only; the fused kernel where torch has it (CUDA), else the
+        multi-tensor foreach one: the same choice as model.GPT, so the optimizer is not what differs."""
+        params = list(self.parameters())
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **(dict(fused=True) if fused else dict(foreach=True)))
+
+
+def training_step(model, optimizer, data, cfg, rt):
+    """One pretraining step as pretrain.py takes it with a single micro-batch (forward under
+    autocast, backward, clip, AdamW, zero), the same function for both models: nothing but the
+    model differs between the two timings."""
+    step_model = torch.compile(model) if cfg.compile else model
+
+    def step():
         with rt.autocast():
             _, loss = step_model(data[:, :-1], targets=data[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    return step
 
-    for _ in range(3):  # warm-up (and compilation)
+
+def time_steps(step, n, device):
+    """Seconds for n steps after 3 warm-up steps (compilation, allocator, thread pool)."""
+    for _ in range(3):
         step()
-    sync(rt.device)
+    sync(device)
     t0 = time.perf_counter()
-    for _ in range(cfg.train_steps):
+    for _ in range(n):
         step()
-    sync(rt.device)
-    tokens_per_s = cfg.train_steps * batch * block / (time.perf_counter() - t0)
-    mfu = estimate_mfu(model.flops_per_token(block), tokens_per_s, peak)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bench_train(cfg, rt, peak):
+    """Pretraining tokens/s of model.GPT and of BaselineGPT of the same shape, with the ratio.
+
+    A speed claim against another code base only means something measured on one machine at one
+    time: the README once set this project's figure beside a nanoGPT figure from another machine.
+    So the baseline runs here, in this process, and the two alternate for cfg.train_rounds rounds,
+    the order flipped every round (project, baseline, baseline, project, ...), so that whatever
+    else the machine does hits both alike; each keeps its fastest round, the one least disturbed."""
+    n_layer, n_head, n_embd, block, vocab, batch = TRAIN_SHAPES[cfg.train_shape]
+    batch = cfg.batch_size or batch
+    torch.manual_seed(0)
+    data = torch.randint(0, vocab, (batch, block + 1), device=rt.device)
+    model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head,
+                          n_embd=n_embd)).to(rt.device)
+    baseline = BaselineGPT(n_layer, n_head, n_embd, block, vocab).to(rt.device)
+    assert sum(p.numel() for p in baseline.parameters()) == model.num_params(non_embedding=False)
+    steps = {name: training_step(m, m.configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type), data, cfg, rt)
+             for name, m in (("project", model), ("baseline", baseline))}
+    seconds = {name: [] for name in steps}
+    for r in range(cfg.train_rounds):
+        for name in (("project", "baseline") if r % 2 == 0 else ("baseline", "project")):
+            seconds[name].append(time_steps(steps[name], cfg.train_steps, rt.device))
+    tokens = cfg.train_steps * batch * block
+    rates = {name: [tokens / s for s in runs] for name, runs in seconds.items()}
+    tokens_per_s, baseline_tokens_per_s = max(rates["project"]), max(rates["baseline"])
     return {"shape": cfg.train_shape, "params_M": model.num_params() / 1e6, "batch_size": batch,
-            "block_size": block, "compile": cfg.compile, "tokens_per_s": tokens_per_s, "mfu": mfu}
+            "block_size": block, "compile": cfg.compile, "rounds": cfg.train_rounds,
+            "tokens_per_s": tokens_per_s, "mfu": estimate_mfu(model.flops_per_token(block), tokens_per_s, peak),
+            "baseline_tokens_per_s": baseline_tokens_per_s, "ratio": tokens_per_s / baseline_tokens_per_s,
+            "tokens_per_s_rounds": rates["project"], "baseline_tokens_per_s_rounds": rates["baseline"]}
+
+
+def mfu_text(mfu):
+    """MFU as a percentage, but never above 100%: that can only mean the peak is too low (measured
+    while the machine was busy, or a wrong --peak_flops), so it says so. bench.json keeps the raw ratio."""
+    return f"MFU {mfu:.1%}" if mfu <= 1 else "MFU >100% (peak too low; pass --peak_flops)"
 
 
 def bench_generation(cfg, rt):
@@ -140,12 +240,15 @@ def stage_models_present():
 def write_report(cfg, device_name, results):
     lines = [f"# bench.py on {device_name}", ""]
     if "peak_flops" in results:
-        lines.append(f"- matmul peak: {results['peak_flops'] / 1e9:,.1f} GFLOP/s ({results['peak_dtype']})")
+        lines.append(f"- peak: {results['peak_flops'] / 1e9:,.1f} GFLOP/s ({results['peak_dtype']}, "
+                     f"{results['peak_source']})")
     if "train" in results:
         t = results["train"]
         lines.append(f"- pretraining, {t['shape']} shape ({t['params_M']:.2f}M non-embedding params, batch "
                      f"{t['batch_size']} x {t['block_size']}{', compiled' if t['compile'] else ''}): "
-                     f"{t['tokens_per_s']:,.0f} tokens/s, MFU {t['mfu']:.1%}")
+                     f"{t['tokens_per_s']:,.0f} tokens/s, {mfu_text(t['mfu'])}; nanoGPT-style baseline (bench.py's "
+                     f"BaselineGPT, same shape, same loop): {t['baseline_tokens_per_s']:,.0f} tokens/s; "
+                     f"project / baseline {t['ratio']:.2f}x (best of {t['rounds']} alternating rounds each)")
     for g in results.get("generation", []):
         lines.append(f"- generation, batch {g['batch_size']}: {g['cache_tokens_per_s']:,.0f} tokens/s with the KV "
                      f"cache, {g['recompute_tokens_per_s']:,.0f} recomputing: {g['speedup']:.1f}x "
@@ -177,8 +280,12 @@ def main():
     results = {}
     if "train" in parts:
         dtype = torch.bfloat16 if rt.bf16 else torch.float32
-        results["peak_flops"], results["peak_dtype"] = measure_peak_flops(rt.device, dtype), str(dtype)
-        print(f"matmul peak {results['peak_flops'] / 1e9:,.1f} GFLOP/s; timing pretraining steps ...")
+        results["peak_flops"] = cfg.peak_flops or measure_peak_flops(rt.device, dtype)
+        results["peak_dtype"] = str(dtype)
+        results["peak_source"] = ("--peak_flops" if cfg.peak_flops else "datasheet"
+                                  if datasheet_peak_flops(rt.device, dtype) else "measured matmul")
+        print(f"peak {results['peak_flops'] / 1e9:,.1f} GFLOP/s ({results['peak_source']}); timing pretraining "
+              f"steps, this project's model and the baseline alternating ...")
         results["train"] = bench_train(cfg, rt, results["peak_flops"])
     if "generation" in parts:
         print("timing generation with and without the KV cache ...")

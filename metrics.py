@@ -96,7 +96,11 @@ class MetricsLog:
             parts.append(f"{row['tokens_per_s']:,.0f} tok/s")
             if self.flops_per_token and self.peak_flops:
                 row["mfu"] = estimate_mfu(self.flops_per_token, row["tokens_per_s"], self.peak_flops)
-                parts.append(f"mfu {row['mfu']:.1%}")
+                # metrics.jsonl keeps the raw ratio (the data, for whoever reads it); the line never shows
+                # a utilisation above 100%, which can only mean the peak is too low (measured while the
+                # machine was busy, or a wrong --peak_flops): it says so instead of printing a false figure
+                over = "mfu >100% (peak too low; pass --peak_flops)"
+                parts.append(f"mfu {row['mfu']:.1%}" if row["mfu"] <= 1 else over)
         else:
             parts.append(f"{steps / seconds:.2f} steps/s")
         self.write(step, **row)
