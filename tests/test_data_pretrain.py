@@ -81,6 +81,9 @@ def test_shakespeare_char_is_bytes_split_90_10(tmp_path):
     assert byte.decode(streams["train"]) == PLAY[:cut]
     assert byte.decode(streams["val"]) == PLAY[cut:]
     assert streams["train"].tolist() == list(PLAY[:cut].encode("utf-8"))  # one token per byte, id = byte value
+    # the samples printed after pretraining start from the user's own text, not from ROMEO and JULIET
+    expected = [line.split()[0] for line in PLAY.splitlines() if line.strip()][:3]
+    assert meta["sample_prompts"] == expected
 
 
 def test_shakespeare_gpt2_matches_tiktoken(tmp_path, gpt2_tokenizer):
