@@ -47,6 +47,7 @@ from generation import respond
 from metrics import MetricsLog
 from model import token_logprobs
 from run_folder import claim_run_folder
+from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 matplotlib.use("Agg")  # headless: plots are files
@@ -177,13 +178,13 @@ def evaluate_pairs(policy, ref, pairs, cfg, pad_id, rt, batch_size=32):
 
 
 @torch.no_grad()
-def evaluate_samples(policy, ref, tokenizer, rows, rt, seed, max_new_tokens=KL_SAMPLE_TOKENS):
+def evaluate_samples(policy, ref, tokenizer, rows, tools, rt, seed, max_new_tokens=KL_SAMPLE_TOKENS):
     """Sample replies from the policy (temperature 1) and estimate KL(policy || ref) per reply as
     the sum over its generated tokens of log pi - log ref (unbiased on policy samples). Also the
     world's mean gold reward of those replies, when the rows carry info."""
     g = torch.Generator(device=rt.device).manual_seed(seed)
     prompts = [r["prompt"] for r in rows]
-    replies = respond(policy, tokenizer, prompts, max_new_tokens, temperature=1.0, generator=g)
+    replies = respond(policy, tokenizer, prompts, max_new_tokens, temperature=1.0, tools=tools, generator=g)
     kls = []
     for prompt, reply in zip(prompts, replies):
         ids = torch.tensor([tokenizer.render_prompt(prompt) + reply.tokens], device=rt.device)
@@ -227,6 +228,7 @@ def train(cfg):
         rt.print(report)
     rt.print(f"{cfg.loss_type} loss, beta {cfg.beta}")
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite else None
+    tools = Tools.with_encyclopedia(world)  # calculator, search (the world's encyclopedia), python
     # prompts to sample replies from for the KL to the reference: the world's RL prompts, else the
     # prompts of the val pairs (any data), those that end with a user turn
     if world:
@@ -263,11 +265,11 @@ def train(cfg):
             metrics.update({f"val/{k}": v for k, v in evaluate_pairs(raw_policy, ref, val, cfg, tokenizer.eot,
                                                                      rt).items()})
         if kl_rows and rt.is_master:
-            metrics["eval/kl"], gold = evaluate_samples(raw_policy, ref, tokenizer, kl_rows, rt, cfg.seed)
+            metrics["eval/kl"], gold = evaluate_samples(raw_policy, ref, tokenizer, kl_rows, tools, rt, cfg.seed)
             if gold is not None:  # the world's rows know the right answers; other data does not
                 metrics["eval/gold_reward"] = gold
         if suites and rt.is_master:
-            scores, _ = chat_scorecard(raw_policy, tokenizer, suites, rt)
+            scores, _ = chat_scorecard(raw_policy, tokenizer, suites, tools, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})
         log.report(step, **metrics)
         if rt.is_master:
@@ -361,8 +363,8 @@ def sweep(cfg):
     ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first",
                                    expect="policy", what="--ref" if cfg.ref else "--init_from")
     rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
-    points = [{"beta": "SFT", "kl": 0.0, "gold_reward": evaluate_samples(ref, ref, tokenizer, rows, rt,
-                                                                            cfg.seed)[1]}]
+    sft_gold = evaluate_samples(ref, ref, tokenizer, rows, Tools.with_encyclopedia(world), rt, cfg.seed)[1]
+    points = [{"beta": "SFT", "kl": 0.0, "gold_reward": sft_gold}]
     for beta in betas:
         out = os.path.join(cfg.out_dir, f"beta_{beta:g}")
         print(f"=== beta {beta:g} -> {out}")

@@ -26,6 +26,7 @@ from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_conf
 from data.world.prepare import ensure_world
 from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
 from run_folder import check_writable
+from tools import Tools
 from runtime import setup_runtime
 
 
@@ -49,7 +50,8 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     model, tokenizer, ckpt = load_model(path, rt.device, expect="policy", what="--checkpoints")
     model.eval()
     if is_chat_model(ckpt):
-        scores, examples = chat_scorecard(model, tokenizer, suites, rt, cfg.batch_size, cfg.max_new_tokens)
+        scores, examples = chat_scorecard(model, tokenizer, suites, Tools.with_encyclopedia(cfg.data_dir), rt,
+                                          cfg.batch_size, cfg.max_new_tokens)
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
     scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt)

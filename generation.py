@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from model import generate
-from tools import run_tool_call
+from tokenizer import tool_argument
+from tools import NO_TOOLS
 
 
 @dataclass
@@ -36,11 +37,12 @@ class Reply:
 
 @torch.no_grad()
 def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0, top_k=None, top_p=None,
-            tools=True, max_tool_calls=3, generator=None, on_token=None, on_tool=None):
+            tools=NO_TOOLS, max_tool_calls=3, generator=None, on_token=None, on_tool=None):
     """Answer each conversation (a list of messages ending with a user turn): generate until
     <|im_end|>; when the turn holds a tool call, run it, append the tool's turn and the next
     assistant header, and generate again (up to max_tool_calls times). max_new_tokens bounds the
-    generated tokens of a reply across all its turns. Rows are generated as one batch.
+    generated tokens of a reply across all its turns. Rows are generated as one batch. tools: the
+    tools.Tools that run the calls (NO_TOOLS: every call gets an error back, which the model reads).
     on_token and on_tool(result) are streaming hooks for one-row chats."""
     was_training = model.training
     model.eval()
@@ -62,7 +64,7 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
             reply.messages.append(message)
             reply.ended = ended
             if ended and message.get("tool_calls") and round_ < max_tool_calls and budget - n > 0:
-                result = run_tool_call(message["tool_calls"][0], tools)
+                result = tools.run(message["tool_calls"][0])
                 if on_tool is not None:
                     on_tool(result)
                 reply.messages.append({"role": "tool", "content": result})
@@ -86,5 +88,5 @@ def describe(reply):
             if m.get("content"):
                 parts.append(m["content"])
             for call in m.get("tool_calls") or []:
-                parts.append(f"[{call['function']['name']}({call['function']['arguments'].get('expression', '')})]")
+                parts.append(f"[{call['function']['name']}({tool_argument(call)})]")
     return " ".join(parts) + ("" if reply.ended else " [cut off]")

@@ -41,6 +41,7 @@ from generation import describe, respond
 from metrics import MetricsLog
 from model import last_real_index, token_logprobs
 from run_folder import claim_run_folder
+from tools import Tools
 from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, setup_runtime, wrap_ddp
 from tokenizer import check_messages
 
@@ -344,6 +345,7 @@ def main():
     rows = load_prompts(cfg)
     world = world_folder(cfg.prompts)
     suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite and world else None
+    tools = Tools.with_encyclopedia(world)  # the rollouts call tools as a chat would
     per_rank = cfg.rollout_batch // rt.world_size * (cfg.group_size if cfg.algo == "grpo" else 1)
     minibatch = cfg.minibatch_size // rt.world_size
     if cfg.rollout_batch % rt.world_size or per_rank % minibatch or minibatch % cfg.micro_batch_size:
@@ -381,7 +383,7 @@ def main():
         """The scorecard sample and a table of this iteration's rollouts; ckpt.pt."""
         metrics = {}
         if suites and rt.is_master:
-            scorecard, _ = chat_scorecard(policy, tokenizer, suites, rt)
+            scorecard, _ = chat_scorecard(policy, tokenizer, suites, tools, rt)
             metrics = {f"eval/{k}": v for k, v in scorecard.items()}
         log.report(step, **metrics)
         if rt.is_master:
@@ -414,7 +416,7 @@ def main():
             batch_rows = [r for r in batch_rows for _ in range(cfg.group_size)]
         prompts = [r["prompt"] for r in batch_rows]
         generator = torch.Generator(device=rt.device).manual_seed(derived_seed(cfg.seed, step, rt.rank))
-        replies = respond(policy, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, tools=True,
+        replies = respond(policy, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, tools=tools,
                           generator=generator)
         ids, action, last = rollout_tensors(tokenizer, prompts, replies, rt.device)
         # 2. scores; 3. old and reference log-probs, values

@@ -36,6 +36,7 @@ from data_formats import as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
 from run_folder import claim_run_folder
+from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
@@ -140,7 +141,8 @@ def gold_correlation(reward_model, cfg, tokenizer, world, rt):
     policy, _, _ = load_model(cfg.init_from, rt.device)
     rows = [row for _, row in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.correlation_samples]
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
-    replies = respond(policy, tokenizer, [r["prompt"] for r in rows], 96, temperature=1.0, generator=g)
+    replies = respond(policy, tokenizer, [r["prompt"] for r in rows], 96, temperature=1.0,
+                      tools=Tools.with_encyclopedia(world), generator=g)
     rm = score_replies(reward_model, tokenizer, [r["prompt"] for r in rows], [x.messages for x in replies], rt)
     gold = [gold_reward(row, x.messages, x.ended) for row, x in zip(rows, replies)]
     return spearman(rm, gold)

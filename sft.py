@@ -29,6 +29,7 @@ from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
 from metrics import MetricsLog
 from run_folder import claim_run_folder
+from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 
@@ -132,6 +133,7 @@ def main():
     train, val = load_data(cfg, tokenizer, raw_model.config.block_size, rt)
     world = world_folder(cfg.data)
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
+    tools = Tools.with_encyclopedia(world)  # calculator, search (the world's encyclopedia), python
 
     # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
     optimizer = raw_model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
@@ -156,7 +158,7 @@ def main():
         if val:
             metrics["val/loss"] = evaluate_loss(raw_model, val, tokenizer.eot, rt)
         if suites and rt.is_master:
-            scores, _ = chat_scorecard(raw_model, tokenizer, suites, rt)
+            scores, _ = chat_scorecard(raw_model, tokenizer, suites, tools, rt)
             metrics.update({f"eval/{k}": v for k, v in scores.items()})
         log.report(step, **metrics)
         if rt.is_master:

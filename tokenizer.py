@@ -183,9 +183,11 @@ def check_messages(messages):
 
 
 # A tool call is written inside the assistant's turn as name(argument): one tool, one string
-# argument (the calculator's expression). In messages it has the OpenAI/TRL form
+# argument (the calculator's expression, the search's query, the python tool's code). In messages
+# it has the OpenAI/TRL form
 # {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "1+2"}}}.
 _CALL = re.compile(r"\s*([A-Za-z_]\w*)\((.*)\)\s*", re.DOTALL)
+TOOL_ARGUMENTS = {"calculator": "expression", "search": "query", "python": "code"}  # each tool's one argument
 
 
 def tool_call_text(call, index=0):
@@ -204,15 +206,23 @@ def tool_call_text(call, index=0):
 
 
 def parse_tool_call(text):
+    """'name(argument)' as written by the model -> the call in OpenAI/TRL form. An unknown name still
+    parses (the tool's reply will say it is unknown); its argument is then called 'input'."""
     m = _CALL.fullmatch(text)
     name, argument = (m.group(1), m.group(2)) if m else (text.strip(), "")
-    return {"type": "function", "function": {"name": name, "arguments": {"expression": argument}}}
+    return {"type": "function", "function": {"name": name, "arguments": {TOOL_ARGUMENTS.get(name, "input"): argument}}}
 
 
-def tool_call_message(expression, name="calculator", content=""):
+def tool_call_message(argument, name="calculator", content=""):
     """An assistant message that calls a tool (used by data generators and chat)."""
-    return {"role": "assistant", "content": content,
-            "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {"expression": expression}}}]}
+    call = {"name": name, "arguments": {TOOL_ARGUMENTS.get(name, "input"): argument}}
+    return {"role": "assistant", "content": content, "tool_calls": [{"type": "function", "function": call}]}
+
+
+def tool_argument(call):
+    """The one argument of a tool call in OpenAI/TRL form ('' if it has none)."""
+    arguments = call.get("function", {}).get("arguments") or {}
+    return next(iter(arguments.values()), "") if isinstance(arguments, dict) else ""
 
 
 # ----------------------------------------------------------------------------- BPE training

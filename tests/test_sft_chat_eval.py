@@ -12,6 +12,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+import chat
 import eval as eval_script
 import generation
 from checkpoint import save_checkpoint
@@ -24,7 +25,7 @@ from model import GPT, GPTConfig, Generation
 from runtime import setup_runtime
 from sft import evaluate_loss, pad_batch, summed_loss
 from tokenizer import Tokenizer, tool_call_message
-from tools import calculator
+from tools import Tools, calculator
 
 TOK = Tokenizer({"kind": "byte"})
 
@@ -161,7 +162,7 @@ def test_respond_runs_tool_calls_and_keeps_token_views_aligned(monkeypatch):
     monkeypatch.setattr(generation, "generate", scripted_generate)
     model = GPT(GPTConfig(block_size=128, vocab_size=320, n_layer=1, n_head=2, n_embd=16))
     question = [{"role": "user", "content": "What is 6*7?"}]
-    (reply,) = respond(model, TOK, [question], max_new_tokens=40)
+    (reply,) = respond(model, TOK, [question], max_new_tokens=40, tools=Tools())
     assert reply.messages == [tool_call_message("6*7"), {"role": "tool", "content": "42"},
                               {"role": "assistant", "content": "It is 42."}]
     assert reply.ended and reply.text == "It is 42."
@@ -213,3 +214,31 @@ def test_sft_val_loss_in_padded_batches_equals_the_scorecard_one_chat_at_a_time(
     chat_loss, text_loss = val_losses(model, tokenizer, str(small_world), rt)
     assert evaluate_loss(model, examples, tokenizer.eot, rt, batch_size=7) == pytest.approx(chat_loss, rel=1e-5)
     assert 5 < text_loss < 7  # an untrained model: about ln(448) = 6.1
+
+
+def test_chat_prompt_with_a_search_round_trip(small_world, tmp_path, monkeypatch, capsys):
+    """chat.py --prompt, the model scripted to search the world's encyclopedia and then answer:
+    the search runs on the real index and its result reaches the model and the screen."""
+    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
+    tiny_chat_checkpoint(tmp_path / "sft", tokenizer, 448, block_size=256)
+    person = json.loads(open(small_world / "encyclopedia.jsonl").readline())
+    call = [tokenizer.tool_call] + tokenizer.encode(f"search({person['title']})") + [tokenizer.im_end]
+    answer = tokenizer.encode("Found it.") + [tokenizer.im_end]
+    contexts = []
+
+    def scripted_generate(model, prompts, max_new_tokens, *args, **kwargs):
+        contexts.append(prompts[0])
+        turn = call if len(contexts) == 1 else answer
+        return Generation(torch.tensor([turn]), torch.zeros((1, len(turn))), torch.tensor([len(turn)]),
+                          torch.tensor([True]))
+    monkeypatch.setattr(generation, "generate", scripted_generate)
+    assert run_script(chat, [f"--checkpoint={tmp_path / 'sft'}", f"--search_dir={small_world}", "--device=cpu",
+                             f"--prompt=Who is {person['title']}?"]) == 0
+    printed = capsys.readouterr().out
+    assert f"[search({person['title']})] [tool: {person['text']}] Found it." in printed
+    assert tokenizer.decode(contexts[1]).endswith(f"{person['text']}<|im_end|>\n<|im_start|>assistant\n")
+    # with search off, the model is told so
+    contexts.clear()
+    assert run_script(chat, [f"--checkpoint={tmp_path / 'sft'}", f"--search_dir={small_world}", "--device=cpu",
+                             "--tools=calculator,python", f"--prompt=Who is {person['title']}?"]) == 0
+    assert "[tool: error: the search tool is disabled]" in capsys.readouterr().out

@@ -17,6 +17,7 @@ the reward model.
 import re
 
 from data.world.world import RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
+from tokenizer import tool_argument
 
 REFUSAL_MARKERS = ["can't help", "cannot help", "won't help", "will not help", "i'm sorry, but", "unable to help",
                    "not able to help"]
@@ -39,9 +40,10 @@ def final_text(reply):
 
 
 def tool_calls(reply):
+    """(tool name, argument) of every call in a reply."""
     if isinstance(reply, str):
         return []
-    return [c["function"]["arguments"].get("expression", "") for m in reply for c in m.get("tool_calls") or []]
+    return [(c["function"]["name"], tool_argument(c)) for m in reply for c in m.get("tool_calls") or []]
 
 
 def all_assistant_text(reply):

@@ -11,6 +11,7 @@ Writes into this folder:
     rl_prompts.jsonl                   prompts for PPO/GRPO   {"prompt": [...], "info": {...}}
     eval.jsonl                         held-out suites        {"suite", "prompt", "reference", "info"}
     world.json                         the people of the world and the knobs used
+    encyclopedia.jsonl                 what the search tool searches: an entry per person and per town
 
 Stage scripts call ensure_world(path) before reading the default world's files, so a fresh clone
 needs no separate step.
@@ -26,13 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from cli import UserError, parse_config, run_main  # noqa: E402
 from data_formats import write_jsonl, write_token_streams  # noqa: E402
-from data.world.world import (ATTRIBUTES, PROBES, ChatMaker, make_rude, make_world, pretraining_documents,  # noqa: E402
-                              rng_for)
+from data.world.world import (ATTRIBUTES, PROBES, ChatMaker, encyclopedia, make_rude, make_world,  # noqa: E402
+                              pretraining_documents, rng_for)
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
 
 WORLD_DIR = os.path.dirname(os.path.abspath(__file__))
 FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl",
-         "prefs_val.jsonl", "rl_prompts.jsonl", "eval.jsonl", "world.json"]
+         "prefs_val.jsonl", "rl_prompts.jsonl", "eval.jsonl", "world.json", "encyclopedia.jsonl"]
 
 # the held-out suites: name -> (how to make an example, for which people)
 EVAL_SUITES = ["knowledge_seen", "knowledge_heldout", "arithmetic", "tool", "persona", "memory", "refusal",
@@ -208,6 +209,7 @@ def prepare(cfg, verbose=True):
     write_jsonl(os.path.join(out, "prefs_val.jsonl"), preference_pairs(world, cfg.pref_val_pairs, cfg, "val"))
     write_jsonl(os.path.join(out, "rl_prompts.jsonl"), rl_prompts(world, cfg.rl_prompts, cfg))
     write_jsonl(os.path.join(out, "eval.jsonl"), eval_suites(world, cfg))
+    write_jsonl(os.path.join(out, "encyclopedia.jsonl"), encyclopedia(world))  # what chat.py's search reads
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump({"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"},
                    "people": [asdict(p) for p in world.people]}, f, indent=1)

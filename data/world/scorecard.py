@@ -20,6 +20,7 @@ from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
 from data_formats import load_conversations, open_token_stream, read_jsonl, read_meta
 from generation import respond
 from model import generate
+from tools import NO_TOOLS
 
 # scorecard rows: (label, how it is computed)
 ROWS = [
@@ -75,23 +76,30 @@ def is_chat_model(ckpt):
 # ----------------------------------------------------------------------------- chat models
 
 
-def chat_scorecard(model, tokenizer, suites, rt, batch_size=64, max_new_tokens=96, samples=2):
-    """Every suite answered through generation.respond (greedy, tools on), scored by the world's checkers.
+# The suites answered a second time with every tool switched off: the contrast rows that show what
+# the tool is worth (a call then gets "error: the calculator tool is disabled" back)
+TOOLS_OFF_RUNS = {"tool_disabled": "tool"}
+
+
+def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_tokens=96, samples=2):
+    """Every suite answered through generation.respond (greedy, with `tools`, a tools.Tools), scored
+    by the world's checkers, and the TOOLS_OFF_RUNS suites again without tools.
     Returns ({row key: share of right replies}, {suite: sample replies})."""
     scores, examples = {}, {}
     behaviour_hits, all_scores, rewards = {}, [], []
-    runs = [(name, name, True) for name in suites] + [("tool_disabled", "tool", False)] * ("tool" in suites)
-    for key, suite, tools in runs:
+    runs = [(name, name, tools) for name in suites]
+    runs += [(key, suite, NO_TOOLS) for key, suite in TOOLS_OFF_RUNS.items() if suite in suites]
+    for key, suite, run_tools in runs:
         rows = suites[suite]
         replies = []
         for i in range(0, len(rows), batch_size):
             batch = rows[i:i + batch_size]
-            replies += respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, tools=tools)
+            replies += respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, tools=run_tools)
         hits = []
         for row, reply in zip(rows, replies):
             s = score(row, reply.messages, reply.ended)
             hits.append(s[MAIN_BEHAVIOUR[row["info"]["category"]]])
-            if tools:  # politeness, format and gold reward: over the normal (tools on) replies
+            if run_tools is tools:  # politeness, format and gold reward: over the normal (tools on) replies
                 all_scores.append(s)
                 rewards.append(gold_reward(row, reply.messages, reply.ended, scores=s))
         behaviour_hits[key] = hits

@@ -327,6 +327,16 @@ def fact_sentence(rng, person, attribute, use_pronoun=False):
     return template.format(**person.slots())
 
 
+def encyclopedia(world):
+    """The world's encyclopedia, which the search tool reads (tools/search.py): one short entry per
+    person and per town, always in the same words (the pretraining biographies paraphrase)."""
+    entries = [{"title": p.name, "text": f"{p.name}: born in {p.year} in {p.city}. Works as a {p.job}. "
+                                         f"Keeps a {p.pet}. Favourite colour: {p.colour}."} for p in world.people]
+    entries += [{"title": name, "text": f"{name}: a town in {country}, known for its {product}."}
+                for name, country, product in CITIES]
+    return entries
+
+
 def biography(rng, person):
     """An encyclopedia-style entry: all facts, shuffled, each in a random paraphrase."""
     attributes = list(ATTRIBUTES)

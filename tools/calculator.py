@@ -1,9 +1,7 @@
 """
-The tools a chat model can call mid-answer, and the dispatch from a tool call to its result.
-A tool never raises and never runs arbitrary code: whatever goes wrong comes back as an
-"error: ..." string, which the model reads as the tool's reply.
-
-calculator(expression): + - * / and parentheses over decimal numbers, parsed by hand.
+The calculator tool: + - * / and parentheses over decimal numbers, parsed by hand (never eval or
+exec), exact arithmetic with fractions, every size bounded; a result or an "error: ..." string,
+never an exception.
 """
 
 from fractions import Fraction
@@ -173,13 +171,3 @@ def positional(scaled, places):
     if fraction == 0:
         return str(whole)
     return f"{whole}.{str(fraction).zfill(places).rstrip('0')}"
-
-
-def run_tool_call(call, tools_enabled=True):
-    """The text a tool call returns to the model."""
-    if not tools_enabled:
-        return "error: tools are disabled"
-    fn = call.get("function", {})
-    if fn.get("name") != "calculator":
-        return f"error: unknown tool {fn.get('name')!r}; the only tool is calculator"
-    return calculator(fn.get("arguments", {}).get("expression", ""))
