@@ -64,7 +64,7 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
             reply.messages.append(message)
             reply.ended = ended
             if ended and message.get("tool_calls") and round_ < max_tool_calls and budget - n > 0:
-                result = tools.run(message["tool_calls"][0])
+                result = tools.run(message["tool_calls"][0], conversations[i])
                 if on_tool is not None:
                     on_tool(result)
                 reply.messages.append({"role": "tool", "content": result})

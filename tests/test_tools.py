@@ -260,3 +260,17 @@ def test_a_chat_with_several_tool_calls_has_the_right_loss_mask():
     assert ids == expected_ids and mask == expected_mask
     assert tok.parse_reply(ids[ids.index(tok.tool_call):])["tool_calls"][0] == \
         tool_call_message("Ada", "search")["tool_calls"][0]
+
+
+def test_a_search_without_a_query_searches_the_question_and_common_words_match_nothing():
+    from data.world.world import encyclopedia, make_world
+    world = make_world(seed=7, n_people=40, n_heldout=8)
+    tools = Tools(documents=encyclopedia(world))
+    person = world.people[3]
+    conversation = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."},
+                    {"role": "user", "content": f"Can you tell me the year {person.name} was born?"}]
+    call = tool_call_message("", "search")["tool_calls"][0]
+    assert tools.run(call, conversation).startswith(f"{person.name}: born in {person.year}")
+    # words in more than a tenth of the entries ("born", "colour") identify none: no result, not a random one
+    assert tools.search("Who was born with a favourite colour?").startswith("no results")
+    assert tools.run(call, [{"role": "user", "content": "Who is Zuzu Qaqa?"}]) == "no results for 'Who is Zuzu Qaqa?'"

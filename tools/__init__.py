@@ -42,10 +42,13 @@ class Tools:
                 documents = [json.loads(line) for line in f if line.strip()]
         return cls(enabled, documents)
 
-    def run(self, call):
-        """The text a tool call returns to the model."""
+    def run(self, call, conversation=()):
+        """The text a tool call returns to the model. A search with no query searches the user's
+        last message in the conversation (retrieval for the question asked)."""
         name = call.get("function", {}).get("name")
         argument = tool_argument(call)
+        if name == "search" and not argument.strip():
+            argument = next((m["content"] for m in reversed(conversation) if m.get("role") == "user"), "")
         if name not in TOOL_NAMES:
             return f"error: unknown tool {name!r}; the tools are {', '.join(TOOL_NAMES)}"
         if name not in self.enabled:

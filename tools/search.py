@@ -19,6 +19,7 @@ class SearchIndex:
         self.texts = [d["text"] for d in documents]
         self.words = [search_words(d.get("title", "") + " " + d["text"]) for d in documents]
         self.counts = [Counter(words) for words in self.words]
+        self.title_words = {w for d in documents for w in search_words(d.get("title", ""))}
         self.average_length = sum(map(len, self.words)) / max(len(self.words), 1)
         self.document_frequency = Counter(w for words in self.words for w in set(words))
 
@@ -35,7 +36,10 @@ class SearchIndex:
     def __call__(self, query):
         if not isinstance(query, str) or not query.strip():
             return "error: empty search query"
-        query_words = search_words(query)[:MAX_QUERY_WORDS]
+        # words found in many entries ("born", "colour") identify none of them; a word of an entry's
+        # title (a name), or of one entry only, always counts
+        query_words = [w for w in search_words(query) if w in self.title_words or self.document_frequency[w] <= 1
+                       or self.document_frequency[w] <= COMMON_SHARE * len(self.words)][:MAX_QUERY_WORDS]
         scores = [self.score(query_words, i) for i in range(len(self.texts))]
         if not scores or max(scores) <= 0:
             return f"no results for {query.strip()[:80]!r}"
@@ -43,6 +47,7 @@ class SearchIndex:
 
 
 MAX_QUERY_WORDS = 16
+COMMON_SHARE = 0.1  # a query word in more than this share of the documents is ignored, unless it names one
 MAX_RESULT_CHARS = 300
 
 
