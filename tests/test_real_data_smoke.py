@@ -1,6 +1,6 @@
 """A real-shaped smoke run: fixture files in the exact shape of the public datasets (a FineWeb-Edu
-parquet shard, Alpaca's JSON list, ShareGPT, HH-RLHF's gzipped transcripts, Open-Assistant's
-message trees), converted by their own prepare.py as a user would, then every stage on the results
+parquet shard, a plain text file, Alpaca's JSON list, ShareGPT, HH-RLHF's gzipped transcripts,
+Open-Assistant's message trees), converted by their own prepare.py as a user would, then every stage on the results
 with the GPT-2 tokenizer and a tiny model for a few steps: pretrain, sft, reward, dpo, ppo (with
 prompts too long for the context among them) and eval. What breaks after conversion shows here."""
 import gzip
@@ -95,8 +95,15 @@ def test_every_stage_runs_on_real_shaped_data(public_files, small_world, gpt2_to
     convert("oasst", f"--input={d / 'oasst.trees.jsonl.gz'}", f"--out_dir={out / 'oasst'}", "--val_size=2",
             cwd=tmp_path)
 
+    (d / "book.txt").write_text("\n".join(text(i, 30) for i in range(80)), encoding="utf-8")
+    convert("shakespeare", f"--input={d / 'book.txt'}", f"--out_dir={out / 'book'}", cwd=tmp_path)
+
     model = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=128"]
     batches = ["--batch_size=4", "--micro_batch_size=2"]
+    # a plain text file (data/shakespeare/prepare.py takes any, with the GPT-2 tokenizer)
+    assert run_script(pretrain, TINY + model + batches + [
+        f"--data_dir={out / 'book'}", f"--out_dir={out / 'pretrain_book'}", "--eval_batches=1", "--n_samples=1",
+        "--sample_tokens=4", "--peak_flops=1e9"]) == 0
     assert run_script(pretrain, TINY + model + batches + [
         f"--data_dir={out / 'fineweb'}", f"--out_dir={out / 'pretrain'}", "--eval_batches=1", "--n_samples=1",
         "--sample_tokens=4", "--peak_flops=1e9"]) == 0
