@@ -90,22 +90,26 @@ def load_for_chat(path, rt):
     return model.eval(), tokenizer
 
 
-def answer_once(model, tokenizer, conversation, cfg, rt, stream=False):
-    conversation = fit_conversation(tokenizer, conversation, model.config.block_size, room=32)
-    g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
-    printer = TokenPrinter(tokenizer) if stream else None
-    show_result = (lambda result: print(f" -> {result}\n", end="", flush=True)) if stream else None
+def chat_tools(cfg):
+    """The tools --tools switches on, with search reading --search_dir's encyclopedia."""
     enabled = [] if cfg.tools == "none" else [t for t in cfg.tools.split(",") if t]
     unknown = [t for t in enabled if t not in TOOL_NAMES]
     if unknown:
         raise UserError(f"--tools={cfg.tools}: unknown tool {unknown[0]!r}; the tools are {', '.join(TOOL_NAMES)}")
-    tools = Tools.with_encyclopedia(cfg.search_dir, enabled)
+    return Tools.with_encyclopedia(cfg.search_dir, enabled)
+
+
+def answer_once(model, tokenizer, conversation, tools, cfg, rt, stream=False):
+    conversation = fit_conversation(tokenizer, conversation, model.config.block_size, room=32)
+    g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
+    printer = TokenPrinter(tokenizer) if stream else None
+    show_result = (lambda result: print(f" -> {result}\n", end="", flush=True)) if stream else None
     (reply,) = respond(model, tokenizer, [conversation], cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
                        tools, generator=g, on_token=printer, on_tool=show_result)
     return reply
 
 
-def compare(cfg, rt):
+def compare(cfg, tools, rt):
     """One prompt answered by several checkpoints, in columns when the terminal is wide enough."""
     if not cfg.prompt:
         raise UserError("--compare needs --prompt")
@@ -115,7 +119,7 @@ def compare(cfg, rt):
     answers = []
     for path in paths:
         model, tokenizer = load_for_chat(path, rt)
-        answers.append(describe(answer_once(model, tokenizer, conversation, cfg, rt)))
+        answers.append(describe(answer_once(model, tokenizer, conversation, tools, cfg, rt)))
     print(f"prompt: {cfg.prompt}\n")
     width = shutil.get_terminal_size((120, 40)).columns
     column = width // len(paths) - 3
@@ -128,7 +132,7 @@ def compare(cfg, rt):
         print(" | ".join((w[line] if line < len(w) else "").ljust(column) for w in wrapped))
 
 
-def interactive(model, tokenizer, cfg, rt):
+def interactive(model, tokenizer, tools, cfg, rt):
     system = [{"role": "system", "content": cfg.system}] if cfg.system else []
     history = list(system)
     print("chat: /reset forgets the conversation, /quit leaves")
@@ -148,7 +152,7 @@ def interactive(model, tokenizer, cfg, rt):
             continue
         history.append({"role": "user", "content": text})
         print("assistant> ", end="", flush=True)
-        reply = answer_once(model, tokenizer, history, cfg, rt, stream=True)
+        reply = answer_once(model, tokenizer, history, tools, cfg, rt, stream=True)
         print("" if reply.ended else " [cut off]")
         history += reply.messages
 
@@ -156,17 +160,18 @@ def interactive(model, tokenizer, cfg, rt):
 def main():
     cfg = parse_config(ChatConfig, description=__doc__)
     rt = setup_runtime(cfg.device)
+    tools = chat_tools(cfg)
     if cfg.compare:
-        return compare(cfg, rt)
+        return compare(cfg, tools, rt)
     model, tokenizer = load_for_chat(cfg.checkpoint, rt)
     if cfg.prompt is not None:
         conversation = ([{"role": "system", "content": cfg.system}] if cfg.system else []) + \
             [{"role": "user", "content": cfg.prompt}]
-        print(describe(answer_once(model, tokenizer, conversation, cfg, rt)))
+        print(describe(answer_once(model, tokenizer, conversation, tools, cfg, rt)))
         return
     if not sys.stdin.isatty():
         print("(reading messages from standard input)", file=sys.stderr)
-    interactive(model, tokenizer, cfg, rt)
+    interactive(model, tokenizer, tools, cfg, rt)
 
 
 if __name__ == "__main__":

@@ -155,13 +155,7 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="",
         ckpt = None
     else:
         ckpt = load_checkpoint(init_from, hint)
-        is_reward = ckpt.get("stage") == "reward" or ckpt["model_config"].get("scalar_head", False)
-        if expect == "policy" and is_reward:
-            raise UserError(f"{what}={init_from} is a reward model; a language model (pretrain, sft, dpo, ppo) was "
-                            f"expected here")
-        if expect == "reward" and not is_reward:
-            raise UserError(f"{what}={init_from} is a {ckpt.get('stage')} checkpoint; a reward model (reward.py) "
-                            f"was expected here")
+        check_kind(ckpt, expect, what, init_from)
         tokenizer = Tokenizer(ckpt["tokenizer"])
         config = config_from_dict(ckpt["model_config"])
         model = GPT(config)
@@ -171,6 +165,17 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="",
     if scalar_head and model.scalar_head is None:
         model.add_scalar_head()
     return model.to(device), tokenizer, ckpt
+
+
+def check_kind(ckpt, expect, what, source):
+    """expect="policy" refuses a reward model, expect="reward" anything else (None: either)."""
+    is_reward = ckpt.get("stage") == "reward" or ckpt["model_config"].get("scalar_head", False)
+    if expect == "policy" and is_reward:
+        raise UserError(f"{what}={source} is a reward model; a language model (pretrain, sft, dpo, ppo) was "
+                        f"expected here")
+    if expect == "reward" and not is_reward:
+        raise UserError(f"{what}={source} is a {ckpt.get('stage')} checkpoint; a reward model (reward.py) "
+                        f"was expected here")
 
 
 def set_dropout(model, p):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from cli import UserError
-from tokenizer import check_messages, check_tokenizer_spec
+from tokenizer import check_tokenizer_spec
 
 # ----------------------------------------------------------------------------- JSONL and token streams
 
@@ -193,18 +193,22 @@ def as_messages(value, role):
     return value
 
 
+class ReplyTooLong(ValueError):
+    """A preference reply that alone does not fit the context: its pair is dropped, not cut."""
+
+
 def render_pair(tokenizer, prompt, reply, block_size):
     """Token ids of prompt + reply, ending with the reply's end-of-turn token, and a mask that
     is 1 on the reply's assistant tokens only (not on assistant turns inside the prompt), and
     whether the start of the prompt was cut: a sequence longer than block_size loses the start of
     its prompt, so the whole reply, whose end is where the reward model reads its score, is kept.
-    A reply that alone does not fit is a ValueError (load_preferences drops that pair)."""
+    A reply that alone does not fit raises ReplyTooLong (load_preferences drops that pair)."""
     ids, mask = tokenizer.render_chat(prompt + reply)
     prompt_len = len(tokenizer.render_chat(prompt)[0]) if prompt else 0
     mask = [0] * prompt_len + mask[prompt_len:]
     ids, mask = ids[:-len(tokenizer.newline)], mask[:-len(tokenizer.newline)]  # end at <|im_end|>
     if len(ids) - prompt_len > block_size:
-        raise ValueError(f"the reply alone is {len(ids) - prompt_len} tokens, more than block_size={block_size}")
+        raise ReplyTooLong(f"the reply alone is {len(ids) - prompt_len} tokens, more than block_size={block_size}")
     return ids[-block_size:], mask[-block_size:], len(ids) > block_size
 
 
@@ -226,14 +230,10 @@ def load_preferences(path, tokenizer, block_size):
             chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
             if chosen == rejected:
                 raise ValueError("chosen and rejected are the same; nothing to prefer")
-            check_messages(prompt + chosen)  # every message well formed before any length is measured
-            check_messages(prompt + rejected)
-            try:
+            try:  # render_chat checks every message first: a malformed one is a ValueError, not a drop
                 c_ids, c_mask, c_cut = render_pair(tokenizer, prompt, chosen, block_size)
                 r_ids, r_mask, r_cut = render_pair(tokenizer, prompt, rejected, block_size)
-            except ValueError as e:
-                if "the reply alone" not in str(e):
-                    raise
+            except ReplyTooLong:
                 too_long.append(where)
                 continue
         except ValueError as e:

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from checkpoint import load_model
+from checkpoint import check_kind, load_checkpoint, load_model
 from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
 from data.world.prepare import ensure_world
 from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
@@ -92,8 +92,8 @@ def main():
         if not os.path.exists(os.path.join(full, "ckpt.pt")) and not path.startswith("gpt2"):
             print(f"skipping {path}: no checkpoint")
             continue
-        if not path.startswith("gpt2"):  # every checkpoint checked before the first is evaluated
-            load_model(path, expect="policy", what="--checkpoints")
+        if not path.startswith("gpt2"):  # every checkpoint checked (not built) before the first is evaluated
+            check_kind(load_checkpoint(full), "policy", "--checkpoints", path)
         paths.append(path)
     if not paths:
         raise UserError(f"none of {cfg.checkpoints} has a checkpoint; train a stage first (see README.md)")

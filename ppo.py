@@ -305,9 +305,12 @@ def drop_long_prompts(rows, tokenizer, block_size, cfg, rt):
     load and counted: a long prompt is dropped, never cut (a cut prompt may lose the question).
     Batches are left-padded to their longest prompt, so this is also what gives every reply in a
     batch its full max_new_tokens."""
-    kept = [row for _, row in rows if len(tokenizer.render_prompt(row["prompt"])) + cfg.max_new_tokens <= block_size]
-    dropped = [where for where, row in rows if
-               len(tokenizer.render_prompt(row["prompt"])) + cfg.max_new_tokens > block_size]
+    kept, dropped = [], []
+    for where, row in rows:
+        if len(tokenizer.render_prompt(row["prompt"])) + cfg.max_new_tokens <= block_size:
+            kept.append(row)
+        else:
+            dropped.append(where)
     if not kept:
         raise UserError(f"every prompt in {cfg.prompts} is too long to leave --max_new_tokens={cfg.max_new_tokens} "
                         f"tokens of room in the context of {block_size}; lower --max_new_tokens")

@@ -32,7 +32,7 @@ from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Pa
                  UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
-from data_formats import as_messages, load_preferences, read_jsonl, render_pair
+from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
 from run_folder import claim_run_folder
@@ -177,7 +177,7 @@ def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
             prompt, reply = as_messages(prompt, "user"), as_messages(reply, "assistant")
             try:
                 seqs.append(render_pair(tokenizer, prompt, reply, reward_model.config.block_size)[0])
-            except ValueError:  # a reply longer than the context: score its last block_size tokens
+            except ReplyTooLong:  # a reply longer than the context: score its last block_size tokens
                 ids = tokenizer.render_chat(prompt + reply)[0][:-len(tokenizer.newline)]
                 seqs.append(ids[-reward_model.config.block_size:])
         ids, lengths = pad_right(seqs, tokenizer.eot, rt.device)

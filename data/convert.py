@@ -54,7 +54,9 @@ class ConversionReport:
     def skip(self, line, reason):
         short = reason.split(":")[0]
         self.skipped[short] += 1
-        self.where.setdefault(short, []).append(str(line).split(" ")[0])
+        lines = self.where.setdefault(short, [])
+        if len(lines) < self.max_lines:  # the count goes on; only the first lines are kept to show
+            lines.append(str(line).split(" ")[0])
         if len(self.problems) < self.show:
             self.problems.append(f"{self.source}:{line}: {reason}")
 
@@ -64,7 +66,7 @@ class ConversionReport:
     def summary(self):
         lines = [f"{self.source}: kept {self.kept} rows, skipped {sum(self.skipped.values())}"]
         for reason, n in self.skipped.most_common():
-            shown = self.where[reason][:self.max_lines]
+            shown = self.where[reason]
             more = f" and {n - len(shown)} more" if n > len(shown) else ""
             lines.append(f"  {n} x {reason} (line{'s' if n > 1 else ''} {', '.join(shown)}{more})")
         if self.problems:

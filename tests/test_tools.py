@@ -13,7 +13,8 @@ import pytest
 
 import tools
 from tokenizer import Tokenizer, tool_call_message
-from tools import NO_TOOLS, PY_MAX_CODE_CHARS, PY_MAX_ITEMS, SearchIndex, Tools, python_tool
+from tools import NO_TOOLS, SearchIndex, Tools, python_tool
+from tools.python_tool import PY_MAX_CODE_CHARS, PY_MAX_ITEMS
 
 
 @pytest.mark.parametrize("code, expected", [

@@ -8,16 +8,15 @@ tool never raises and never runs arbitrary code: whatever goes wrong comes back 
     python(code)            one Python expression, its syntax tree walked over a whitelist (tools/python_tool.py)
 """
 
-import json
 import os
 
+from data_formats import read_jsonl
 from tokenizer import tool_argument
 from tools.calculator import calculator
-from tools.python_tool import PY_MAX_CODE_CHARS, PY_MAX_ITEMS, python_tool
+from tools.python_tool import python_tool
 from tools.search import SearchIndex
 
-__all__ = ["Tools", "NO_TOOLS", "TOOL_NAMES", "SearchIndex", "calculator", "python_tool", "PY_MAX_CODE_CHARS",
-           "PY_MAX_ITEMS"]
+__all__ = ["Tools", "NO_TOOLS", "TOOL_NAMES", "SearchIndex", "calculator", "python_tool"]
 
 TOOL_NAMES = ("calculator", "search", "python")
 
@@ -36,10 +35,7 @@ class Tools:
         """Tools whose search reads folder/encyclopedia.jsonl (the world ships one); without that
         file, search finds nothing."""
         path = os.path.join(folder, "encyclopedia.jsonl") if folder else None
-        documents = []
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                documents = [json.loads(line) for line in f if line.strip()]
+        documents = [row for _, row in read_jsonl(path)] if path and os.path.isfile(path) else []
         return cls(enabled, documents)
 
     def run(self, call, conversation=()):

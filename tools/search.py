@@ -27,9 +27,11 @@ class SearchIndex:
         n, df = len(self.words), self.document_frequency[word]
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def score(self, query_words, i):
+    def score(self, query_words, i, idf=None):
+        """BM25 of document i for the query words (idf: {word: idf}, when the caller has it)."""
+        idf = idf or {w: self.idf(w) for w in query_words}
         counts, length = self.counts[i], len(self.words[i])
-        return sum(self.idf(w) * counts[w] * (self.K1 + 1)
+        return sum(idf[w] * counts[w] * (self.K1 + 1)
                    / (counts[w] + self.K1 * (1 - self.B + self.B * length / self.average_length))
                    for w in query_words if counts[w])
 
@@ -40,7 +42,8 @@ class SearchIndex:
         # title (a name), or of one entry only, always counts
         query_words = [w for w in search_words(query) if w in self.title_words or self.document_frequency[w] <= 1
                        or self.document_frequency[w] <= COMMON_SHARE * len(self.words)][:MAX_QUERY_WORDS]
-        scores = [self.score(query_words, i) for i in range(len(self.texts))]
+        idf = {w: self.idf(w) for w in query_words}
+        scores = [self.score(query_words, i, idf) for i in range(len(self.texts))]
         if not scores or max(scores) <= 0:
             return f"no results for {query.strip()[:80]!r}"
         return self.texts[scores.index(max(scores))][:MAX_RESULT_CHARS]
