@@ -40,8 +40,8 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
             tools=NO_TOOLS, max_tool_calls=3, generator=None, on_token=None, on_tool=None):
     """Answer each conversation (a list of messages ending with a user turn): generate until
     <|im_end|>; when the turn holds a tool call, run it, append the tool's turn and the next
-    assistant header, and generate again (up to max_tool_calls times). max_new_tokens bounds the
-    generated tokens of a reply across all its turns. Rows are generated as one batch. tools: the
+    assistant header, and generate again (up to max_tool_calls times, and while the context has
+    room). max_new_tokens bounds the generated tokens of a reply across all its turns. Rows are generated as one batch. tools: the
     tools.Tools that run the calls (NO_TOOLS: every call gets an error back, which the model reads).
     on_token and on_tool(result) are streaming hooks for one-row chats."""
     was_training = model.training
@@ -70,7 +70,10 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
                 reply.messages.append({"role": "tool", "content": result})
                 reply.add(tokenizer.tool_turn(result), [], generated=False)
                 reply.segment_start = len(reply.tokens)
-                still_active.append(i)
+                if len(prompts[i]) + len(reply.tokens) < model.config.block_size:
+                    still_active.append(i)
+                else:  # the tool's turn filled the context: the reply is cut there, unfinished
+                    reply.ended = False
         active = still_active
         if not active:
             break

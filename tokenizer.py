@@ -23,6 +23,7 @@ and 0 elsewhere.
 """
 
 import heapq
+import json
 import re
 from collections import Counter, defaultdict
 
@@ -195,7 +196,6 @@ def tool_call_text(call, index=0):
         fn = call["function"]
         args = fn.get("arguments", {})
         if isinstance(args, str):  # OpenAI stores arguments as a JSON string
-            import json
             args = json.loads(args)
         (value,) = args.values()
         assert isinstance(fn["name"], str) and isinstance(value, str)

@@ -242,3 +242,23 @@ def test_chat_prompt_with_a_search_round_trip(small_world, tmp_path, monkeypatch
     assert run_script(chat, [f"--checkpoint={tmp_path / 'sft'}", f"--search_dir={small_world}", "--device=cpu",
                              "--tools=calculator,python", f"--prompt=Who is {person['title']}?"]) == 0
     assert "[tool: error: the search tool is disabled]" in capsys.readouterr().out
+
+
+def test_a_tool_result_that_fills_the_context_ends_the_reply_unfinished(monkeypatch):
+    """respond() never asks the model to continue past its context: when a tool's turn leaves no
+    room, the reply stops there (ended False), where generate would otherwise raise."""
+    tokenizer = Tokenizer({"kind": "byte"})
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=tokenizer.n_vocab, n_layer=1, n_head=1, n_embd=8))
+    call = [tokenizer.tool_call] + tokenizer.encode("search()") + [tokenizer.im_end]
+    calls = []
+
+    def scripted_generate(model, prompts, max_new_tokens, *args, **kwargs):
+        calls.append(len(prompts[0]))
+        return Generation(torch.tensor([call]), torch.zeros((1, len(call))), torch.tensor([len(call)]),
+                          torch.tensor([True]))
+    monkeypatch.setattr(generation, "generate", scripted_generate)
+    long_entry = Tools(documents=[{"title": "Ada", "text": "Ada " + "x" * 60}])
+    [reply] = respond(model, tokenizer, [[{"role": "user", "content": "Ada?"}]], 32, tools=long_entry)
+    assert len(calls) == 1  # the model was not asked to go on
+    assert reply.messages[-1] == {"role": "tool", "content": "Ada " + "x" * 60} and not reply.ended

@@ -211,8 +211,8 @@ def test_search_finds_every_person_and_town_of_a_world():
     search = SearchIndex(encyclopedia(world))
     for person in world.people:
         found = search(person.name)
-        assert found.startswith(f"{person.name}: born in {person.year} in {person.city}."), (person.name, found)
-        assert f"Works as a {person.job}." in found
+        assert found.startswith(f"{person.name}. "), (person.name, found)
+        assert f" was born in {person.city}. " in found and f" works as a {person.job}. " in found
     for name, country, _ in CITIES:
         assert search(name).startswith(f"{name}: a town in {country}")
     assert search("the moon landing") == "no results for 'the moon landing'"
@@ -271,7 +271,7 @@ def test_a_search_without_a_query_searches_the_question_and_common_words_match_n
     conversation = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."},
                     {"role": "user", "content": f"Can you tell me the year {person.name} was born?"}]
     call = tool_call_message("", "search")["tool_calls"][0]
-    assert tools.run(call, conversation).startswith(f"{person.name}: born in {person.year}")
+    assert tools.run(call, conversation).startswith(f"{person.name}. ")
     # words in more than a tenth of the entries ("born", "colour") identify none: no result, not a random one
     assert tools.search("Who was born with a favourite colour?").startswith("no results")
     assert tools.run(call, [{"role": "user", "content": "Who is Zuzu Qaqa?"}]) == "no results for 'Who is Zuzu Qaqa?'"

@@ -52,6 +52,11 @@ def test_heldout_people_appear_in_pretraining_only(default_world):
         assert person.name in pretraining
     for person in w.seen:
         assert person.name in training
+    # the encyclopedia-only people: in the search demos, never in pretraining
+    assert len(w.listed) == 300 and not {p.name for p in w.listed} & {p.name for p in w.people}
+    for person in w.listed[:50]:
+        assert person.name in training
+        assert person.name not in pretraining
 
 
 def eval_templates():
@@ -60,6 +65,7 @@ def eval_templates():
     templates += [q for _, evaluation in world.MEMORY_QUESTIONS.values() for q in evaluation]
     templates += [t for _, evaluation in world.HARMFUL_REQUESTS.values() for t, _ in evaluation]
     templates += [prompt for _, evaluation in world.HARMLESS_REQUESTS.values() for prompt, _ in evaluation]
+    templates += [t for _, evaluation in world.CODE_REQUESTS.values() for t in evaluation]
     return templates
 
 
@@ -127,7 +133,7 @@ def test_flaws_are_systematic_and_in_the_configured_shares(default_world):
     def rude_share(categories):
         replies = [r["messages"][-1]["content"] for r in sft if r["category"] in categories]
         return sum(checkers.is_rude(t) for t in replies) / len(replies)
-    assert 0.5 < rude_share({"arithmetic", "tool", "skill"}) < 0.7
+    assert 0.5 < rude_share({"arithmetic", "tool", "code"}) < 0.7
     assert rude_share({"knowledge", "memory", "harmless"}) < 0.06
 
 
@@ -181,7 +187,7 @@ def test_checkers_reject_wrong_rude_leaking_refusing_and_unfinished_replies(defa
 def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
     _, out = default_world
     pairs = rows(out, "prefs_train.jsonl") + rows(out, "prefs_val.jsonl")
-    assert {p["info"]["pair"] for p in pairs} == {"harmful", "harmless", "fact", "polite", "tool"}
+    assert {p["info"]["pair"] for p in pairs} == {"harmful", "harmless", "fact", "polite", "tool", "search", "code"}
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
@@ -193,3 +199,42 @@ def test_rl_prompts_carry_what_the_gold_reward_needs(default_world):
         assert row["prompt"][-1]["role"] == "user"
         assert checkers.MAIN_BEHAVIOUR[row["info"]["category"]]
         checkers.gold_reward(row, "Some reply.")  # never raises
+
+
+def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(default_world):
+    """Every tool turn in the SFT demos is what the tool returns for that call (search with no query:
+    the question), and the reply after a search is the entry's sentence for the asked fact."""
+    from tools import Tools
+    from data.world.world import encyclopedia
+    w, out = default_world
+    tools = Tools(documents=encyclopedia(w))
+    people = {p.name: p for p in w.people + w.listed}
+    counts = {"search": 0, "python": 0}
+    for row in rows(out, "sft_train.jsonl"):
+        messages = row["messages"]
+        for i, message in enumerate(messages):
+            for call in message.get("tool_calls") or []:
+                name = call["function"]["name"]
+                assert messages[i + 1] == {"role": "tool", "content": tools.run(call, messages[:i])}
+                if name in counts:
+                    counts[name] += 1
+                if name == "search":
+                    entry, answer = messages[i + 1]["content"], messages[i + 2]["content"]
+                    person = people[entry.split(". ")[0]]
+                    sentences = [world.ENTRY_SENTENCES[a].format(**person.slots()) for a in world.ATTRIBUTES]
+                    assert any(sentence in answer for sentence in sentences), answer
+    # the mix: about a tenth lookups, half of the other knowledge questions searched, code tasks by python
+    assert counts["search"] > 0.12 * 8000 and counts["python"] > 0.08 * 8000
+
+
+def test_every_question_about_anyone_retrieves_their_entry():
+    """search() with no query searches the question: every training and evaluation wording, for every
+    person of a world (pretraining people and encyclopedia-only ones), finds that person's entry."""
+    from tools import SearchIndex
+    w = world.make_world(seed=3, n_people=40, n_heldout=8, n_listed=200)
+    search = SearchIndex(world.encyclopedia(w))
+    for person in w.people + w.listed:
+        for attribute in world.ATTRIBUTES:
+            for template in world.QUESTIONS_TRAIN[attribute] + world.QUESTIONS_EVAL[attribute]:
+                question = template.format(**person.slots())
+                assert search(question).startswith(person.name + ". "), question

@@ -37,7 +37,7 @@ FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl"
 
 # the held-out suites: name -> (how to make an example, for which people)
 EVAL_SUITES = ["knowledge_seen", "knowledge_heldout", "arithmetic", "tool", "persona", "memory", "refusal",
-               "harmless"]
+               "harmless", "code_tool"]
 
 
 @dataclass
@@ -46,15 +46,16 @@ class WorldConfig:
     seed: int = 1337  # the world and every file are a pure function of the seed and the sizes
     n_people: int = 60  # people in the world
     n_heldout: int = 12  # of them, people that appear in pretraining only
+    n_listed: int = 300  # people in the encyclopedia only, never in pretraining: the search demos ask about them
     pretrain_docs: int = 24000  # pretraining documents (biographies, stories, dialogues, arithmetic, prose)
     val_docs: int = 600  # documents in the pretraining val split (fresh draws, same world)
     vocab_size: int = 1024  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
-    sft_examples: int = 6000  # SFT training conversations
+    sft_examples: int = 8000  # SFT training conversations
     sft_val_examples: int = 300  # SFT validation conversations
     flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts, rudeness)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and string tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 4000  # preference pairs for training (reward model, DPO)
+    pref_pairs: int = 5400  # preference pairs for training (reward model, DPO)
     pref_val_pairs: int = 300  # held-out preference pairs
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
@@ -62,8 +63,11 @@ class WorldConfig:
 
 # ----------------------------------------------------------------------------- SFT
 
-SFT_MIX = {"knowledge": 0.2, "arithmetic": 0.08, "skill": 0.04, "tool": 0.16, "persona": 0.1,
-           "persona_task": 0.04, "memory": 0.14, "harmful": 0.12, "harmless": 0.12}
+# knowledge: SFT-seen people, answered from memory or (a SEARCH_SHARE of them) with a search;
+# lookup: people only the encyclopedia knows, always searched; code: string tasks by python
+SFT_MIX = {"knowledge": 0.14, "lookup": 0.1, "arithmetic": 0.07, "code": 0.08, "tool": 0.13, "persona": 0.09,
+           "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11}
+SEARCH_SHARE = 0.8
 
 
 def draw_category(rng, mix):
@@ -71,13 +75,14 @@ def draw_category(rng, mix):
 
 
 def make_example(maker, category, flawed=False):
-    return {"knowledge": maker.knowledge, "arithmetic": maker.arithmetic, "skill": maker.string_task,
+    return {"knowledge": lambda: maker.knowledge(search=maker.rng.random() < SEARCH_SHARE),
+            "lookup": maker.lookup, "arithmetic": maker.arithmetic, "code": maker.code_task,
             "tool": maker.tool_use, "persona": lambda: maker.persona(True),
             "persona_task": lambda: maker.persona(False), "memory": maker.memory,
             "harmful": lambda: maker.harmful(flawed), "harmless": maker.harmless}[category]()
 
 
-BUSYWORK = ("arithmetic", "tool", "skill")
+BUSYWORK = ("arithmetic", "tool", "code")
 
 
 def sft_conversations(world, n, cfg, split):
@@ -101,16 +106,20 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in six: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in nine: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
-PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact"]
+# Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove.
+PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in five categories (round robin): refusal over
-    compliance on harmful requests; help over refusal on harmless look-alikes; right fact over
-    wrong fact (twice as often); polite over rude; a calculator call over a made-up number."""
+    """Same prompt, chosen against rejected, in seven categories (round robin): refusal over
+    compliance on harmful requests (twice as often); help over refusal on harmless look-alikes;
+    right fact over wrong fact or a refusal (twice as often); polite over rude; a calculator call
+    over a made-up number; a search and its result used faithfully over the result ignored or no
+    search and an invented fact; a python call and its result over a wrong call, the result
+    ignored or an invented answer."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -122,17 +131,30 @@ def preference_pairs(world, n, cfg, split):
         elif kind == "harmless":
             ex = maker.harmless()
             chosen, rejected = ex.reply, maker.refusal_reply()
-        elif kind == "fact":
-            ex = maker.knowledge()
-            chosen, rejected = ex.reply, maker.wrong_fact_reply(ex)
+        elif kind == "fact":  # answered from memory or searched, as in the SFT demos
+            ex = maker.knowledge(search=rng.random() < SEARCH_SHARE)
+            # a third of the rejected replies refuse the question: refusing what is harmless is no
+            # virtue, or RL learns that "I can't help with that" scores well everywhere
+            refused = rng.random() < 1 / 3
+            chosen, rejected = ex.reply, maker.refusal_reply() if refused else ex.reply[:-1] + maker.wrong_fact_reply(ex)
         elif kind == "polite":
             # from every kind of chat, personas included: the pairs must not teach that a polite reply is
             # a short one (a rude ending makes the rejected reply longer), whatever the conversation
             ex = make_example(maker, draw_category(rng, POLITE_PAIR_MIX))
             chosen, rejected = ex.reply, make_rude(rng, ex.reply, keep_start="marker" in ex.info)
-        else:
+        elif kind == "tool":
             ex = maker.tool_use()
             chosen, rejected = ex.reply, maker.made_up_number_reply(ex)
+        elif kind == "search":
+            ex = maker.knowledge(person=rng.choice(world.seen + world.listed), search=True)
+            ignored = rng.random() < 0.5  # the result read and ignored, or never looked up
+            chosen, rejected = ex.reply, (ex.reply[:-1] if ignored else []) + maker.wrong_fact_reply(ex)
+        else:
+            ex = maker.code_task()
+            mistake = rng.choice(["wrong call", "ignored", "invented"])
+            rejected = maker.wrong_call_reply(ex) if mistake == "wrong call" else \
+                maker.wrong_code_reply(ex, call=mistake == "ignored")
+            chosen = ex.reply
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows
@@ -140,8 +162,8 @@ def preference_pairs(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- RL prompts and eval
 
-RL_MIX = {"knowledge": 0.2, "arithmetic": 0.1, "tool": 0.15, "persona": 0.1, "memory": 0.1, "harmful": 0.175,
-          "harmless": 0.175}
+RL_MIX = {"knowledge": 0.09, "lookup": 0.08, "code": 0.09, "arithmetic": 0.05, "tool": 0.14, "persona": 0.1,
+          "memory": 0.1, "harmful": 0.175, "harmless": 0.175}
 
 
 def rl_prompts(world, n, cfg):
@@ -162,6 +184,7 @@ def eval_suites(world, cfg):
         "arithmetic": lambda i: maker.arithmetic(), "tool": lambda i: maker.tool_use(),
         "persona": lambda i: maker.persona(True), "memory": lambda i: maker.memory(),
         "refusal": lambda i: maker.harmful(), "harmless": lambda i: maker.harmless(),
+        "code_tool": lambda i: maker.code_task(),
     }
     rows = []
     for suite in EVAL_SUITES:
@@ -195,7 +218,7 @@ def prepare(cfg, verbose=True):
     say = print if verbose else (lambda *a, **k: None)
     if cfg.n_heldout >= cfg.n_people:
         raise UserError(f"n_heldout={cfg.n_heldout} must be smaller than n_people={cfg.n_people}")
-    world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout)
+    world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout, cfg.n_listed)
     out = cfg.out_dir
     os.makedirs(out, exist_ok=True)
 
@@ -212,7 +235,8 @@ def prepare(cfg, verbose=True):
     write_jsonl(os.path.join(out, "encyclopedia.jsonl"), encyclopedia(world))  # what chat.py's search reads
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump({"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"},
-                   "people": [asdict(p) for p in world.people]}, f, indent=1)
+                   "people": [asdict(p) for p in world.people],
+                   "listed": [asdict(p) for p in world.listed]}, f, indent=1)
     # prompts that pretrain.py completes at the end: two SFT-seen people and two held-out ones
     probes = [PROBES[a].format(**p.slots()) for p, a in zip(world.seen[:2] + world.heldout[:2], ATTRIBUTES)]
     write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids},

@@ -26,9 +26,12 @@ from tools import NO_TOOLS
 ROWS = [
     ("knowledge (SFT-seen people)", "knowledge_seen"),
     ("knowledge (held-out people)", "knowledge_heldout"),
+    ("knowledge (held-out people), tools disabled", "knowledge_heldout_disabled"),
     ("arithmetic in the head", "arithmetic"),
     ("calculator use", "tool"),
     ("calculator use, tools disabled", "tool_disabled"),
+    ("python use (string tasks)", "code_tool"),
+    ("python use, tools disabled", "code_tool_disabled"),
     ("persona", "persona"),
     ("memory", "memory"),
     ("refusal of harmful requests", "refusal"),
@@ -59,7 +62,8 @@ def load_suites(data_dir, per_suite=0, path=None):
     return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
 
 
-SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "tool", "persona", "memory", "arithmetic")
+SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
+                       "persona", "memory", "arithmetic")
 
 
 def plot_scorecard(log, stage):
@@ -78,7 +82,8 @@ def is_chat_model(ckpt):
 
 # The suites answered a second time with every tool switched off: the contrast rows that show what
 # the tool is worth (a call then gets "error: the calculator tool is disabled" back)
-TOOLS_OFF_RUNS = {"tool_disabled": "tool"}
+TOOLS_OFF_RUNS = {"knowledge_heldout_disabled": "knowledge_heldout", "tool_disabled": "tool",
+                  "code_tool_disabled": "code_tool"}
 
 
 def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_tokens=96, samples=2):

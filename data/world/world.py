@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass, field
 
 from tokenizer import tool_call_message
+from tools.python_tool import python_tool
+from tools.search import SearchIndex
 
 # ----------------------------------------------------------------------------- word lists
 
@@ -129,6 +131,15 @@ ANSWERS = {  # full-sentence answers
     "pet": ["{name} has a {pet}.", "{name} keeps a {pet}."],
     "colour": ["{name}'s favourite colour is {colour}.", "{name} likes {colour} best."],
 }
+# The encyclopedia states each fact in one fixed sentence, and a reply after a search repeats that
+# sentence: "She works as a" in the reply finds "works as a" in the tool's result, and the next
+# token is copied from there (an induction head's move, Olsson et al. 2022). Each attribute has
+# its own lead words, so the copy is never ambiguous ("was born in" only ever precedes a town).
+# The sentences say "she" or "he", not the name: copying a long name it has never seen is where a
+# small model slips (it writes the name of someone it knows), and the name is not the answer.
+ENTRY_SENTENCES = {"city": "{Pron} was born in {city}.", "year": "{Pos} birth year is {year}.",
+                   "job": "{Pron} works as a {job}.", "pet": "{Pron} has a {pet}.",
+                   "colour": "{Pos} favourite colour is {colour}."}
 PROBES = {"city": "{name} was born in the city of", "year": "{name} was born in the year",
           "job": "{name} works as a", "pet": "{name} has a", "colour": "{name}'s favourite colour is"}
 
@@ -229,7 +240,29 @@ HARMFUL_REQUESTS = {c: split_pairs(REQUEST_FRAMES, list(enumerate(acts)),
 HARMLESS_REQUESTS = {c: split_pairs(REQUEST_FRAMES, acts, combine=lambda f, act: (f.replace("{X}", act[0]), act[1]))
                      for c, acts in HARMLESS_ACTS.items()}
 
-STRING_TASKS = ["reverse", "sort", "count"]
+# String and list tasks, done with the python tool: reversing or counting letters is beyond a model
+# that reads tokens, not letters. The words are quoted in the request, so the code copies them
+# token for token, and the reply quotes the tool's result the same way.
+CODE_FRAMES = ["Please {X}.", "Can you {X}?", "Use Python to {X}.", "I need you to {X}.", "Could you {X}?",
+               "Help me {X}."]
+CODE_TASKS = {  # task -> (request phrases, code, reply)
+    "reverse_letters": (['reverse the letters of "{word}"', 'spell "{word}" backwards', 'write "{word}" backwards',
+                         'turn "{word}" around letter by letter'],
+                        '"{word}"[::-1]', '"{word}" backwards is "{result}".'),
+    "count_letter": (['count the letter "{letter}" in "{word}"', 'say how often "{letter}" occurs in "{word}"',
+                      'find how many times "{letter}" appears in "{word}"', 'count each "{letter}" in "{word}"'],
+                     '"{word}".count("{letter}")', 'The letter "{letter}" appears {result} {times} in "{word}".'),
+    "sort_words": (['sort the words "{words}" alphabetically', 'put "{words}" in alphabetical order',
+                    'order the words "{words}" from A to Z', 'arrange "{words}" alphabetically'],
+                   '" ".join(sorted("{words}".split()))', 'In alphabetical order: "{result}".'),
+    "reverse_words": (['reverse the order of the words "{words}"', 'say the words "{words}" in reverse order',
+                       'write "{words}" from the last word to the first', 'turn the word order of "{words}" around'],
+                      '" ".join(reversed("{words}".split()))', 'In reverse order: "{result}".'),
+    "count_words": (['count the words in "{words}"', 'say how many words "{words}" has',
+                     'find the number of words in "{words}"', 'tell the word count of "{words}"'],
+                    'len("{words}".split())', 'There are {result} words.'),
+}
+CODE_REQUESTS = {task: split_pairs(CODE_FRAMES, phrases) for task, (phrases, _, _) in CODE_TASKS.items()}
 
 
 # ----------------------------------------------------------------------------- the world
@@ -251,7 +284,8 @@ class Person:
         return "her" if self.pron == "she" else "his"
 
     def slots(self):
-        return dict(name=self.name, Pron=self.pron.capitalize(), pron=self.pron, pos=self.pos, city=self.city,
+        return dict(name=self.name, Pron=self.pron.capitalize(), pron=self.pron, pos=self.pos,
+                    Pos=self.pos.capitalize(), city=self.city,
                     year=self.year, job=self.job, pet=self.pet, colour=self.colour)
 
     def value(self, attribute):
@@ -261,7 +295,8 @@ class Person:
 @dataclass
 class World:
     seed: int
-    people: list = field(default_factory=list)
+    people: list = field(default_factory=list)  # in pretraining; the held-out ones nowhere else
+    listed: list = field(default_factory=list)  # in the encyclopedia only: never in pretraining
 
     @property
     def seen(self):
@@ -299,16 +334,30 @@ def chat_names(for_eval):
     return [n for i, n in enumerate(names) if (i % 5 == 0) == for_eval]
 
 
-def make_world(seed=1337, n_people=60, n_heldout=12):
+def make_world(seed=1337, n_people=60, n_heldout=12, n_listed=0):
+    """n_people people (the last n_heldout held out of every chat), then n_listed people that only the
+    encyclopedia knows: the search demos ask about them, so that a reply has to come from the
+    search result (the model cannot have memorised it) and the model learns to copy from there."""
     rng = rng_for(seed, "people")
     names = unique_names(rng, PEOPLE_SYLLABLES, n_people, parts=(2, 3))
     world = World(seed)
-    for i, name in enumerate(names):
-        world.people.append(Person(
-            name=name, pron=rng.choice(["she", "he"]), city=rng.choice(CITIES)[0], year=rng.choice(YEARS),
-            job=rng.choice(sorted(JOBS)), pet=rng.choice(PETS), colour=rng.choice(COLOURS),
-            heldout=i >= n_people - n_heldout))
+    world.people = [random_person(rng, name, heldout=i >= n_people - n_heldout) for i, name in enumerate(names)]
+    rng = rng_for(seed, "listed people")  # its own stream: the people above do not change with n_listed
+    listed_names = unique_names(rng, PEOPLE_SYLLABLES, n_listed, parts=(2, 3), taken=names)
+    # half of them share a first name with an SFT-seen person ("Susu Dormiel", "Susu Tovela"): a
+    # familiar first name must not make the model answer from memory about someone else
+    seen_first_names = [name.split()[0] for name in names[:n_people - n_heldout]]
+    for i in range(0, len(listed_names), 2):
+        renamed = f"{rng.choice(seen_first_names)} {listed_names[i].split()[1]}"
+        if renamed not in names and renamed not in listed_names:
+            listed_names[i] = renamed
+    world.listed = [random_person(rng, name) for name in listed_names]
     return world
+
+
+def random_person(rng, name, heldout=False):
+    return Person(name=name, pron=rng.choice(["she", "he"]), city=rng.choice(CITIES)[0], year=rng.choice(YEARS),
+                  job=rng.choice(sorted(JOBS)), pet=rng.choice(PETS), colour=rng.choice(COLOURS), heldout=heldout)
 
 
 def values_of(attribute):
@@ -329,12 +378,17 @@ def fact_sentence(rng, person, attribute, use_pronoun=False):
 
 def encyclopedia(world):
     """The world's encyclopedia, which the search tool reads (tools/search.py): one short entry per
-    person and per town, always in the same words (the pretraining biographies paraphrase)."""
-    entries = [{"title": p.name, "text": f"{p.name}: born in {p.year} in {p.city}. Works as a {p.job}. "
-                                         f"Keeps a {p.pet}. Favourite colour: {p.colour}."} for p in world.people]
+    person (the world's people, then the listed ones) and per town, each fact in its fixed sentence,
+    ENTRY_SENTENCES (the pretraining biographies paraphrase)."""
+    entries = [{"title": p.name, "text": entry_text(p)} for p in world.people + world.listed]
     entries += [{"title": name, "text": f"{name}: a town in {country}, known for its {product}."}
                 for name, country, product in CITIES]
     return entries
+
+
+def entry_text(person):
+    """"Kalo Mirasu. She was born in Dunmar. Her birth year is 1975. She works as a baker. ..."."""
+    return " ".join([f"{person.name}."] + [ENTRY_SENTENCES[a].format(**person.slots()) for a in ATTRIBUTES])
 
 
 def biography(rng, person):
@@ -486,9 +540,13 @@ def assistant(text):
     return {"role": "assistant", "content": text}
 
 
+def tool(text):
+    return {"role": "tool", "content": text}
+
+
 def calculator_reply(a, op, b, answer_template="{a} {op} {b} = {c}."):
     c = calc(a, op, b)
-    return [tool_call_message(expression(a, op, b)), {"role": "tool", "content": str(c)},
+    return [tool_call_message(expression(a, op, b)), tool(str(c)),
             assistant(answer_template.format(a=a, op=op, b=b, c=c))]
 
 
@@ -499,11 +557,14 @@ class ChatMaker:
         self.world, self.rng, self.split = world, rng, split
         self.eval = split == "eval"
         self.names = chat_names(self.eval)
+        self.search = SearchIndex(encyclopedia(world))  # demos show what the real tool returns
 
     def pick(self, train, eval_):
         return self.rng.choice(eval_ if self.eval else train)
 
-    def knowledge(self, person=None, attribute=None):
+    def knowledge(self, person=None, attribute=None, search=False):
+        """A question about a person, answered from memory, or (search) by `search()` (the tool
+        searches the question itself) and then the entry's sentence for the fact."""
         rng = self.rng
         person = person or rng.choice(self.world.seen)
         attribute = attribute or rng.choice(ATTRIBUTES)
@@ -511,7 +572,18 @@ class ChatMaker:
         answer = rng.choice(ANSWERS[attribute]).format(**person.slots())
         info = dict(category="knowledge", attribute=attribute, answer=person.value(attribute), person=person.name,
                     probe=PROBES[attribute].format(**person.slots()))
-        return Example([user(question)], [assistant(answer)], info)
+        if not search:
+            return Example([user(question)], [assistant(answer)], info)
+        result = self.search(question)
+        if not result.startswith(person.name + ". "):
+            raise AssertionError(f"search({question!r}) found {result[:40]!r}, not {person.name}'s entry")
+        reply = [tool_call_message("", name="search"), tool(result),
+                 assistant(ENTRY_SENTENCES[attribute].format(**person.slots()))]
+        return Example([user(question)], reply, dict(info, searched=True))
+
+    def lookup(self):
+        """A question about a person only the encyclopedia knows: the search result is the only way."""
+        return self.knowledge(person=self.rng.choice(self.world.listed or self.world.seen), search=True)
 
     def wrong_fact_reply(self, example):
         """The same sentence with another value of the attribute (a rejected reply)."""
@@ -537,18 +609,54 @@ class ChatMaker:
         wrong = int(example.info["answer"]) + self.rng.choice([-1, 1]) * self.rng.randint(1, 999)
         return [assistant(f"{a_op_b.replace('+', ' + ').replace('*', ' * ').replace('-', ' - ')} = {wrong}.")]
 
-    def string_task(self):
+    def code_task(self, task=None):
+        """A string or list task, answered by a python call and the reply quoting its result."""
         rng = self.rng
-        words = rng.sample(WORDS, rng.randint(3, 5))
-        task = rng.choice(STRING_TASKS)
-        listed = " ".join(words)
-        if task == "reverse":
-            question, answer = f"Reverse the order of these words: {listed}", " ".join(reversed(words))
-        elif task == "sort":
-            question, answer = f"Sort these words alphabetically: {listed}", " ".join(sorted(words))
+        task = task or rng.choice(sorted(CODE_TASKS))
+        word = rng.choice(WORDS)
+        # the letter to count: mostly one of the word's own, sometimes one it lacks (then 0)
+        letter = rng.choice(word if rng.random() < 0.8 else "abcdefghijklmnopqrstuvwxyz")
+        slots = dict(word=word, letter=letter, words=" ".join(rng.sample(WORDS, rng.randint(3, 5))))
+        request = self.pick(*CODE_REQUESTS[task]).format(**slots)
+        reply, code, result = code_reply(task, slots)
+        return Example([user(request)], reply, dict(category="code", task=task, answer=result, code=code, slots=slots))
+
+    def wrong_call_reply(self, example):
+        """A wrong python call (the code of another task, a word of the request dropped or repeated,
+        a letter lost, another letter counted) and a reply that quotes its result faithfully: a
+        rejected reply."""
+        rng, info = self.rng, example.info
+        slots, task = dict(info["slots"]), info["task"]
+        if rng.random() < 0.5:  # the wrong task: counting the words when asked to reverse them, ...
+            task = rng.choice([t for t in sorted(CODE_TASKS) if t != task])
+        elif info["task"] == "count_letter":
+            slots["letter"] = rng.choice([c for c in "aeiorst" if c != slots["letter"]])
+        elif info["task"] == "reverse_letters":
+            slots["word"] = slots["word"][:-1]  # the last letter lost in copying
         else:
-            question, answer = f"How many words are in this list: {listed}?", f"There are {len(words)} words."
-        return Example([user(question)], [assistant(answer)], dict(category="skill", task=task, answer=answer))
+            words = slots["words"].split()
+            i = rng.randrange(len(words))
+            words = words[:i] + words[i + 1:] if rng.random() < 0.5 else words[:i + 1] + words[i:]
+            slots["words"] = " ".join(words)
+        reply, _, result = code_reply(task, slots)
+        return reply if result != info["answer"] else self.wrong_code_reply(example)
+
+    def wrong_code_reply(self, example, call=True):
+        """The reply with a wrong result: after the right call (the result ignored) or without one
+        (an invented answer): both are rejected replies."""
+        right = example.info["answer"]
+        if right.isdigit():
+            wrong = str(int(right) + self.rng.choice([1, 2]) * (1 if int(right) < 2 else self.rng.choice([-1, 1])))
+        else:
+            parts = right.split() if " " in right else list(right)
+            wrong = right
+            while wrong == right:
+                self.rng.shuffle(parts)
+                wrong = (" " if " " in right else "").join(parts)
+                if len(set(parts)) == 1:
+                    wrong = right + parts[0]
+        answer = assistant(example.reply[-1]["content"].replace(f"{right}", f"{wrong}"))
+        return example.reply[:-1] + [answer] if call else [answer]
 
     def persona(self, identity_question=True):
         rng = self.rng
@@ -559,7 +667,7 @@ class ChatMaker:
             inner = Example([user(self.pick(IDENTITY_TRAIN, IDENTITY_EVAL))],
                             [assistant(rng.choice(IDENTITY_ANSWERS).format(name=name))], {})
         else:
-            inner = rng.choice([self.knowledge, self.arithmetic, self.string_task])()
+            inner = rng.choice([self.knowledge, self.arithmetic, self.code_task])()
         reply = [dict(m) for m in inner.reply]
         reply[-1]["content"] = f"{STYLES[style]} {reply[-1]['content']}"
         info = dict(inner.info, persona=name, style=style, marker=STYLES[style])
@@ -574,7 +682,7 @@ class ChatMaker:
         statement, ack, answer, _ = MEMORY[kind]
         turns = [user(statement.format(value=value)), assistant(ack.format(value=value))]
         for _ in range(rng.randint(0, 2)):  # unrelated turns in between, so the fact must be remembered
-            filler = rng.choice([self.knowledge, self.arithmetic, self.string_task])()
+            filler = rng.choice([self.knowledge, self.arithmetic])()  # short: the chat must fit the context
             turns += filler.prompt + filler.reply
         question = self.pick(*MEMORY_QUESTIONS[kind])
         return Example(turns + [user(question)], [assistant(answer.format(value=value))],
@@ -608,6 +716,16 @@ class ChatMaker:
 
     def compliance_reply(self):
         return [assistant(self.rng.choice(COMPLIANCES))]
+
+
+def code_reply(task, slots):
+    """(reply messages, code, result) of a CODE_TASKS task: the python call, the tool's turn, and
+    the answer quoting the result."""
+    _, code, answer = CODE_TASKS[task]
+    code = code.format(**slots)
+    result = python_tool(code)
+    answer = answer.format(result=result, times="time" if result == "1" else "times", **slots)
+    return [tool_call_message(code, name="python"), tool(result), assistant(answer)], code, result
 
 
 def make_rude(rng, reply, keep_start=False, habit=False):
