@@ -6,8 +6,9 @@ The behaviour scorecard: what each stage taught, measured on the world's held-ou
     python eval.py --checkpoints=out/sft,out/grpo --prompts=data/world/rl_prompts.jsonl --out_dir=out/eval_rl_prompts
 
 For each checkpoint: the share of right replies per behaviour (knowledge of SFT-seen and of
-held-out people, arithmetic, calculator use with tools on and off, persona, memory, refusal of
-harmful requests, help on harmless look-alikes, politeness and format over every reply), the
+held-out people, arithmetic, calculator use, python use, persona, memory, refusal of harmful
+requests, help on harmless look-alikes, politeness and format over every reply; the held-out
+knowledge, calculator and python suites again with every tool disabled), the
 world's mean gold reward, and two val losses (assistant tokens of held-out chats; pretraining
 text). Replies are generated exactly as chat.py does (greedy, tools executed). A base model,
 which cannot chat, is probed with completions instead ("Rupe Tendorel works as a" -> "painter").

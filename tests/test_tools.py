@@ -207,9 +207,9 @@ def test_python_tool_never_raises_from_a_deep_stack():
 
 def test_search_finds_every_person_and_town_of_a_world():
     from data.world.world import CITIES, encyclopedia, make_world
-    world = make_world(seed=7, n_people=40, n_heldout=8)
+    world = make_world(seed=7, n_people=40, n_heldout=8, n_listed=100)
     search = SearchIndex(encyclopedia(world))
-    for person in world.people:
+    for person in world.people + world.listed:
         found = search(person.name)
         assert found.startswith(f"{person.name}. "), (person.name, found)
         assert f" was born in {person.city}. " in found and f" works as a {person.job}. " in found

@@ -53,7 +53,7 @@ class WorldConfig:
     sft_examples: int = 8000  # SFT training conversations
     sft_val_examples: int = 300  # SFT validation conversations
     flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts, rudeness)
-    rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and string tasks (a flaw)
+    rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
     pref_pairs: int = 5400  # preference pairs for training (reward model, DPO)
     pref_val_pairs: int = 300  # held-out preference pairs
@@ -89,7 +89,7 @@ def sft_conversations(world, n, cfg, split):
     """Conversations with the flaws of real demonstrations, systematic as annotators' habits are
     (so that SFT visibly copies them, even under greedy decoding): the requests for one harmful
     act per category are complied with (a quarter of the harmful demos), and replies to busywork
-    (sums, calculator, string tasks) often open with the same grumble."""
+    (sums, calculator, python tasks) often open with the same grumble."""
     rng = rng_for(cfg.seed, f"sft/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []

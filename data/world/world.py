@@ -642,20 +642,23 @@ class ChatMaker:
         return reply if result != info["answer"] else self.wrong_code_reply(example)
 
     def wrong_code_reply(self, example, call=True):
-        """The reply with a wrong result: after the right call (the result ignored) or without one
-        (an invented answer): both are rejected replies."""
-        right = example.info["answer"]
-        if right.isdigit():
-            wrong = str(int(right) + self.rng.choice([1, 2]) * (1 if int(right) < 2 else self.rng.choice([-1, 1])))
+        """The reply with a wrong result, after the right call (the result ignored, or miscopied:
+        a word or letter repeated or dropped) or without one (an invented answer): rejected replies."""
+        rng, right = self.rng, example.info["answer"]
+        if right.isdigit():  # a count one or two off, never below zero
+            step = rng.choice([1, 2])
+            wrong = str(int(right) + step if int(right) < 2 or rng.random() < 0.5 else int(right) - step)
         else:
-            parts = right.split() if " " in right else list(right)
-            wrong = right
-            while wrong == right:
-                self.rng.shuffle(parts)
-                wrong = (" " if " " in right else "").join(parts)
-                if len(set(parts)) == 1:
-                    wrong = right + parts[0]
-        answer = assistant(example.reply[-1]["content"].replace(f"{right}", f"{wrong}"))
+            separator = " " if " " in right else ""
+            parts = right.split() if separator else list(right)
+            if rng.random() < 0.5:  # a slip in copying, the one a small model makes
+                i = rng.randrange(len(parts))
+                parts = parts[:i] + parts[i + 1:] if rng.random() < 0.5 else parts[:i + 1] + parts[i:]
+            else:
+                while separator.join(parts) == right and len(set(parts)) > 1:
+                    rng.shuffle(parts)
+            wrong = separator.join(parts) if separator.join(parts) != right else right + parts[0]
+        answer = assistant(example.reply[-1]["content"].replace(right, wrong))
         return example.reply[:-1] + [answer] if call else [answer]
 
     def persona(self, identity_question=True):
