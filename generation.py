@@ -41,8 +41,9 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
     """Answer each conversation (a list of messages ending with a user turn): generate until
     <|im_end|>; when the turn holds a tool call, run it, append the tool's turn and the next
     assistant header, and generate again (up to max_tool_calls times, and while the context has
-    room). max_new_tokens bounds the generated tokens of a reply across all its turns. Rows are generated as one batch. tools: the
-    tools.Tools that run the calls (NO_TOOLS: every call gets an error back, which the model reads).
+    room). max_new_tokens bounds the generated tokens of a reply across all its turns. Rows are
+    generated as one batch. tools: the tools.Tools that run the calls (NO_TOOLS: every call gets an
+    error back, which the model reads).
     on_token and on_tool(result) are streaming hooks for one-row chats."""
     was_training = model.training
     model.eval()

@@ -81,7 +81,7 @@ def is_chat_model(ckpt):
 
 
 # The suites answered a second time with every tool switched off: the contrast rows that show what
-# the tool is worth (a call then gets "error: the calculator tool is disabled" back)
+# the tool is worth (a call then gets "error: the <name> tool is disabled" back)
 TOOLS_OFF_RUNS = {"knowledge_heldout_disabled": "knowledge_heldout", "tool_disabled": "tool",
                   "code_tool_disabled": "code_tool"}
 

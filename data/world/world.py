@@ -629,9 +629,9 @@ class ChatMaker:
         slots, task = dict(info["slots"]), info["task"]
         if rng.random() < 0.5:  # the wrong task: counting the words when asked to reverse them, ...
             task = rng.choice([t for t in sorted(CODE_TASKS) if t != task])
-        elif info["task"] == "count_letter":
+        elif task == "count_letter":
             slots["letter"] = rng.choice([c for c in "aeiorst" if c != slots["letter"]])
-        elif info["task"] == "reverse_letters":
+        elif task == "reverse_letters":
             slots["word"] = slots["word"][:-1]  # the last letter lost in copying
         else:
             words = slots["words"].split()
@@ -657,7 +657,9 @@ class ChatMaker:
             else:
                 while separator.join(parts) == right and len(set(parts)) > 1:
                     rng.shuffle(parts)
-            wrong = separator.join(parts) if separator.join(parts) != right else right + parts[0]
+            wrong = separator.join(parts)
+            if wrong == right:  # parts all alike, so no shuffle changes them: repeat one instead
+                wrong = right + parts[0]
         answer = assistant(example.reply[-1]["content"].replace(right, wrong))
         return example.reply[:-1] + [answer] if call else [answer]
 
