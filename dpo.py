@@ -74,7 +74,7 @@ class DPOConfig:
     beta: PositiveFloat = 0.1  # strength of the pull towards the reference (higher: stay closer)
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0  # conservative DPO: the share of
     #                                                                        preference labels assumed flipped
-    nll_coef: NonNegativeFloat = 1.0  # weight of the chosen replies' per-token NLL added to the loss (RPO;
+    nll_coef: NonNegativeFloat = 2.0  # weight of the chosen replies' per-token NLL added to the loss (RPO;
     #                                   TRL's rpo_alpha): it keeps chosen replies likely, so skills the pairs
     #                                   do not mention do not drift
     precompute_ref: bool = False  # reference log-probs once before training (saves a forward pass per step)

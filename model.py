@@ -387,6 +387,21 @@ def left_pad(prompts, pad_id, device):
     return ids.to(device), mask.to(device)
 
 
+def pad_batch(examples, pad_id, device):
+    """[(ids, loss mask)] (chats, or preferred replies) -> inputs x (B, T) and targets y (B, T),
+    right-padded to the longest example; y is the next token where the mask is 1 and -1 (ignored)
+    elsewhere, padding included."""
+    T = max(len(ids) for ids, _ in examples) - 1
+    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), T), -1, dtype=torch.long)
+    for i, (ids, mask) in enumerate(examples):
+        n = len(ids) - 1
+        x[i, :n] = torch.tensor(ids[:-1])
+        target = torch.tensor(ids[1:])
+        y[i, :n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), target, -1)
+    return x.to(device), y.to(device)
+
+
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None, stop_tokens=(),
              generator=None, pad_id=0, use_cache=True, on_token=None, vocab_size=None):

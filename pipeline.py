@@ -80,7 +80,7 @@ def stage_commands(cfg):
         "dpo": ["dpo.py", f"--init_from={o}/sft", f"--data={d}/prefs_train.jsonl", f"--val_data={d}/prefs_val.jsonl",
                 f"--out_dir={o}/dpo", *dev],
         "ppo": ["ppo.py", f"--init_from={o}/sft", f"--reward_model={o}/reward", f"--prompts={d}/rl_prompts.jsonl",
-                f"--out_dir={o}/ppo", *dev],
+                f"--nll_data={d}/prefs_train.jsonl", f"--out_dir={o}/ppo", *dev],
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/dpo,{o}/ppo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", *dev],
     }

@@ -19,7 +19,8 @@ One iteration:
      last one; advantages by GAE over generated tokens only (tool output is the environment's),
      whitened over real tokens; GRPO: the group-normalised score as every token's advantage;
   5. ppo_epochs passes over the rollouts in minibatches: clipped policy loss, clipped value loss
-     (GRPO: clipped policy loss + beta * k3 KL estimate to the reference, no value model).
+     (GRPO: clipped policy loss + beta * k3 KL estimate to the reference, no value model), plus
+     nll_coef times the NLL of preferred replies (PPO-ptx), for skills the reward model cannot judge.
 """
 
 import os
@@ -29,6 +30,7 @@ from typing import Annotated, Optional
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
 from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
@@ -36,10 +38,10 @@ from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, On
 from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
-from data_formats import read_jsonl
+from data_formats import load_preferences, read_jsonl
 from generation import describe, respond
 from metrics import MetricsLog
-from model import last_real_index, token_logprobs
+from model import last_real_index, pad_batch, token_logprobs
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, setup_runtime, wrap_ddp
@@ -87,6 +89,9 @@ class PPOConfig:
     beta1: Fraction01 = 0.9  # AdamW beta1
     beta2: Fraction01 = 0.95  # AdamW beta2
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
+    # skills the reward model cannot judge: the NLL of preferred replies mixed into the loss
+    nll_coef: NonNegativeFloat = 1.0  # weight of the chosen replies' per-token NLL (0: off)
+    nll_data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL) whose chosen replies it fits
     # evaluation and logging
     eval_interval: PositiveInt = 10  # scorecard, sample table and checkpoint every this many iterations
     eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: none)
@@ -108,9 +113,9 @@ class PolicyAndValue(nn.Module):
         super().__init__()
         self.policy, self.value = policy, value
 
-    def forward(self, ids, temperature):
+    def forward(self, ids, temperature, with_value=True):
         logits, _ = self.policy(ids)
-        values = self.value.score(ids) if self.value is not None else None
+        values = self.value.score(ids) if self.value is not None and with_value else None
         return logits.float() / temperature, values
 
 
@@ -153,6 +158,14 @@ def policy_outputs(model, ids, temperature):
 
 
 # ----------------------------------------------------------------------------- advantages
+
+
+def nll_loss(model, examples, pad_id, device):
+    """Mean NLL per masked token of examples [(ids, loss mask)], with the policy's logits at
+    temperature 1 (the value model is not run)."""
+    x, y = pad_batch(examples, pad_id, device)  # (B, T) inputs, (B, T) targets, -1 where masked
+    logits, _ = model(x, 1.0, with_value=False)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
 
 
 def masked_mean(x, mask, dim=None):
@@ -300,6 +313,14 @@ def load_prompts(cfg):
     return rows
 
 
+def load_nll_examples(cfg, tokenizer, block_size, rt):
+    """The chosen replies of the preference pairs, as (ids, loss mask on the reply), for the NLL term."""
+    ensure_world(cfg.nll_data)
+    pairs, report = load_preferences(cfg.nll_data, tokenizer, block_size)
+    rt.print(f"{report}: their chosen replies enter the loss with weight nll_coef={cfg.nll_coef}")
+    return [p["chosen"] for p in pairs]
+
+
 def drop_long_prompts(rows, tokenizer, block_size, cfg, rt):
     """Keep the prompts that leave max_new_tokens of room in the context. One rule, applied at
     load and counted: a long prompt is dropped, never cut (a cut prompt may lose the question).
@@ -359,6 +380,7 @@ def main():
     # every model reads prompt + reply: the smallest context of them bounds the prompts
     block_size = min(m.config.block_size for m in (policy, reward_model, value) if m is not None)
     rows = drop_long_prompts(rows, tokenizer, block_size, cfg, rt)
+    nll_examples = load_nll_examples(cfg, tokenizer, block_size, rt) if cfg.nll_coef else None
     raw_model = PolicyAndValue(policy, value)
     optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), rt.device.type,
                                            extra_modules=[value] if value is not None else [])
@@ -439,9 +461,10 @@ def main():
             kl = (old_logprobs - ref_logprobs) * action
             advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
         # 5. PPO epochs over minibatches: one optimizer step per minibatch
-        stats = {"loss/policy": [], "loss/value": [], "loss/kl": [], "policy/approxkl": [], "policy/clipfrac": [],
-                 "policy/ratio": []}
+        stats = {"loss/policy": [], "loss/value": [], "loss/kl": [], "loss/nll": [], "policy/approxkl": [],
+                 "policy/clipfrac": [], "policy/ratio": []}
         order_gen = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rt.rank, 1))
+        nll_rng = np.random.default_rng(derived_seed(cfg.seed, step, rt.rank, 2))
         for epoch in range(cfg.ppo_epochs):
             # the first pass keeps the rollout order, so its first minibatch sees ratio == 1 exactly
             order = torch.arange(len(ids)) if epoch == 0 else torch.randperm(len(ids), generator=order_gen)
@@ -449,6 +472,19 @@ def main():
                 minibatch_rows = order[start:start + minibatch]
                 chunks = list(minibatch_rows.split(cfg.micro_batch_size))
                 for micro_step, chunk in enumerate(chunks):
+                    if nll_examples:
+                        # The NLL of as many preferred replies, at temperature 1 (PPO-ptx, Ouyang et al.
+                        # 2022, with the preference data's chosen replies where InstructGPT used
+                        # pretraining text; as dpo.py's RPO term). The reward model misjudges what it
+                        # cannot compare (a quoted word list against the python result, a persona's
+                        # name), and PPO drifts there; this term holds those skills in place.
+                        picks = nll_rng.integers(len(nll_examples), size=len(chunk))
+                        if rt.ddp:  # its gradients are all-reduced with the PPO loss's, below
+                            model.require_backward_grad_sync = False
+                        with autocast:
+                            nll = nll_loss(model, [nll_examples[i] for i in picks], tokenizer.eot, rt.device)
+                        (cfg.nll_coef * nll * len(chunk) / len(minibatch_rows)).backward()
+                        stats["loss/nll"].append(nll.item())
                     if rt.ddp:  # all-reduce the gradients once per minibatch, in the last micro-step's backward
                         model.require_backward_grad_sync = micro_step == len(chunks) - 1
                     with autocast:
@@ -513,7 +549,7 @@ def plot(log, suites):
         "reward": ["objective/scores", "objective/gold_reward", "objective/rlhf_reward", "objective/accuracy"],
         "KL to reference (per reply)": ["objective/kl"],
         "policy": ["policy/approxkl", "policy/clipfrac", "objective/entropy"],
-        "losses": ["loss/policy", "loss/value", "loss/kl"]}, title="RLHF")
+        "losses": ["loss/policy", "loss/value", "loss/kl", "loss/nll"]}, title="RLHF")
     if suites:
         plot_scorecard(log, "RL")
 

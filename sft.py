@@ -28,6 +28,7 @@ from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
 from metrics import MetricsLog
+from model import pad_batch
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
@@ -80,20 +81,6 @@ def load_data(cfg, tokenizer, block_size, rt):
     masked = sum(sum(m) for _, m in train) / sum(len(m) for _, m in train)
     rt.print(f"{masked:.0%} of the training tokens are the assistant's and carry the loss")
     return train, val
-
-
-def pad_batch(examples, pad_id, device):
-    """[(ids, mask)] -> inputs x (B, T) and targets y (B, T), right-padded to the longest example;
-    y is the next token where the mask is 1 and -1 (ignored) elsewhere, padding included."""
-    T = max(len(ids) for ids, _ in examples) - 1
-    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    y = torch.full((len(examples), T), -1, dtype=torch.long)
-    for i, (ids, mask) in enumerate(examples):
-        n = len(ids) - 1
-        x[i, :n] = torch.tensor(ids[:-1])
-        target = torch.tensor(ids[1:])
-        y[i, :n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), target, -1)
-    return x.to(device), y.to(device)
 
 
 def summed_loss(logits, targets):

@@ -207,11 +207,19 @@ def test_bad_ppo_prompts_are_caught_at_load(models, tmp_path, capsys, rows, mess
                              f"--prompts={bad}", "--eval_per_suite=0"] + FEW[:1], tmp_path / "out", capsys, message)
 
 
-def test_long_prompts_are_dropped_and_counted(models, tmp_path, capsys):
+def test_bad_nll_pairs_are_caught_before_the_first_step(models, small_world, tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [PAIR, {**PAIR, "rejected": "4."}])
+    assert_clean_error(ppo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
+                             f"--prompts={small_world}/rl_prompts.jsonl", f"--nll_data={bad}", "--eval_per_suite=0"]
+                       + FEW[:1], tmp_path / "out", capsys, "bad.jsonl:2: chosen and rejected are the same")
+
+
+def test_long_prompts_are_dropped_and_counted(models, small_world, tmp_path, capsys):
     rows = [PROMPT] * 3 + [{"prompt": [{"role": "user", "content": "x" * 5000}]}]
     prompts = write_jsonl(tmp_path / "p.jsonl", rows)
     assert run_script(ppo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
-                            f"--prompts={prompts}", f"--out_dir={tmp_path / 'out'}", "--max_steps=1",
+                            f"--prompts={prompts}", f"--nll_data={small_world}/prefs_train.jsonl",
+                            f"--out_dir={tmp_path / 'out'}", "--max_steps=1",
                             "--rollout_batch=2", "--minibatch_size=2", "--micro_batch_size=2", "--max_new_tokens=4",
                             "--eval_per_suite=0", "--device=cpu"]) == 0
     out = capsys.readouterr().out

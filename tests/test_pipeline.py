@@ -56,8 +56,8 @@ def dpo_args(w, init, out):
 
 def ppo_args(w, init, rm, out):
     return [f"--init_from={init}", f"--reward_model={rm}", f"--prompts={w}/rl_prompts.jsonl", f"--out_dir={out}",
-            "--rollout_batch=4", "--minibatch_size=4", "--micro_batch_size=2", "--max_new_tokens=8",
-            "--eval_interval=2", "--eval_per_suite=1"]
+            f"--nll_data={w}/prefs_train.jsonl", "--rollout_batch=4", "--minibatch_size=4", "--micro_batch_size=2",
+            "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"]
 
 
 def metrics(out_dir):
@@ -139,12 +139,24 @@ def test_ppo_runs_logs_its_metrics_and_resumes_exactly(stages, small_world, tmp_
         ppo, lambda out: ppo_args(small_world, stages / "sft", stages / "reward", out), tmp_path)
     rows = [r for r in metrics(whole) if "objective/scores" in r]
     for key in ("objective/kl", "objective/entropy", "objective/rlhf_reward", "policy/approxkl", "policy/clipfrac",
-                "loss/policy", "loss/value", "policy/ratio", "reply_length", "objective/gold_reward",
+                "loss/policy", "loss/value", "loss/nll", "policy/ratio", "reply_length", "objective/gold_reward",
                 "objective/accuracy"):
         assert key in rows[0], key
     assert (whole / "samples.md").read_text().count("| prompt | reply |") == 2  # steps 2 and 4
-    for key in ("objective/scores", "loss/value"):
+    for key in ("objective/scores", "loss/value", "loss/nll"):
         assert train_losses(half, key) == train_losses(whole, key)
+
+
+def test_ppo_under_torchrun_with_the_nll_term(stages, small_world, tmp_path):
+    """Two processes: the NLL term's backward runs without gradient sync (the value model takes no
+    part in it), and the PPO loss's backward all-reduces both."""
+    args = [a for a in ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / "two")
+            if not a.startswith("--eval")] + ["--max_steps=2", "--eval_per_suite=0", "--device=cpu"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "ppo.py", *args], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(train_losses(tmp_path / "two", "loss/nll")) == 2
 
 
 def test_grpo_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_path):

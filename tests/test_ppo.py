@@ -1,4 +1,5 @@
-"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, GRPO advantages."""
+"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, GRPO advantages, the NLL
+term of preferred replies."""
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from generation import Reply
 from model import GPT, GPTConfig
 from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
-                 group_advantages, k3_kl, per_token_rewards, policy_outputs, rollout_tensors, whiten)
+                 group_advantages, k3_kl, nll_loss, per_token_rewards, policy_outputs, rollout_tensors, whiten)
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
@@ -124,6 +125,23 @@ def test_first_minibatch_ratio_is_exactly_one():
     assert torch.equal(ratio, torch.ones_like(ratio)) and clipfrac.item() == 0
     assert 0.5 * ((new - old[:4]) ** 2).mean().item() == 0  # approxkl
     assert torch.equal(values, old_values[:4])
+
+
+def test_nll_term_is_the_mean_over_reply_tokens_in_float64():
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=64, vocab_size=320, n_layer=2, n_head=2, n_embd=32)
+    policy = GPT(config)
+    model = PolicyAndValue(policy, GPT(GPTConfig(**{**config.__dict__, "scalar_head": True})))
+    # two chosen replies of different lengths: the mask is 1 on the reply's tokens only
+    examples = [([5, 6, 7, 8, 9, 10], [0, 0, 0, 1, 1, 1]), ([11, 12, 13, 14], [0, 0, 1, 1])]
+    loss = nll_loss(model, examples, pad_id=0, device="cpu")
+    # by hand: token t is predicted from the tokens before it, with the policy alone, in float64
+    terms = []
+    for ids, mask in examples:
+        logits, _ = policy(torch.tensor([ids[:-1]]))
+        logprobs = torch.log_softmax(logits[0].double(), -1)
+        terms += [-logprobs[t - 1, ids[t]].item() for t in range(1, len(ids)) if mask[t]]
+    assert len(terms) == 5 and loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
 def test_adaptive_kl_controller():

@@ -132,6 +132,7 @@ def test_every_stage_runs_on_real_shaped_data(public_files, small_world, gpt2_to
     # PPO on HH's prompts: the 6 long ones cannot leave max_new_tokens of room in 128 tokens
     assert run_script(ppo, TINY + [f"--init_from={out / 'sft_alpaca'}", f"--reward_model={out / 'reward'}",
                                    f"--prompts={out / 'hh' / 'train.jsonl'}", f"--out_dir={out / 'ppo'}",
+                                   f"--nll_data={out / 'hh' / 'train.jsonl'}",
                                    "--rollout_batch=4", "--minibatch_size=4", "--micro_batch_size=2",
                                    "--max_new_tokens=16", "--eval_per_suite=0"]) == 0
     printed = capsys.readouterr().out

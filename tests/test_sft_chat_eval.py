@@ -21,9 +21,9 @@ from conftest import ROOT, checkpoint_dict, run_script
 from data.world.scorecard import ROWS, val_losses
 from data_formats import load_conversations, read_meta
 from generation import respond
-from model import GPT, GPTConfig, Generation
+from model import GPT, GPTConfig, Generation, pad_batch
 from runtime import setup_runtime
-from sft import evaluate_loss, pad_batch, summed_loss
+from sft import evaluate_loss, summed_loss
 from tokenizer import Tokenizer, tool_call_message
 from tools import Tools, calculator
 

@@ -67,7 +67,7 @@ class WorldConfig:
 # lookup: people only the encyclopedia knows, always searched; code: string tasks by python
 SFT_MIX = {"knowledge": 0.14, "lookup": 0.1, "arithmetic": 0.07, "code": 0.08, "tool": 0.13, "persona": 0.09,
            "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11}
-SEARCH_SHARE = 0.8
+SEARCH_SHARE = 0.9
 
 
 def draw_category(rng, mix):
