@@ -40,8 +40,9 @@ class SearchIndex:
             return "error: empty search query"
         # words found in many entries ("born", "colour") identify none of them; a word of an entry's
         # title (a name), or of one entry only, always counts
-        query_words = [w for w in search_words(query) if w in self.title_words or self.document_frequency[w] <= 1
-                       or self.document_frequency[w] <= COMMON_SHARE * len(self.words)][:MAX_QUERY_WORDS]
+        query_words = [w for w in search_words(query) if w not in STOP_WORDS and (
+            w in self.title_words or self.document_frequency[w] <= 1
+            or self.document_frequency[w] <= COMMON_SHARE * len(self.words))][:MAX_QUERY_WORDS]
         idf = {w: self.idf(w) for w in query_words}
         scores = [self.score(query_words, i, idf) for i in range(len(self.texts))]
         if not scores or max(scores) <= 0:
@@ -52,6 +53,11 @@ class SearchIndex:
 MAX_QUERY_WORDS = 16
 COMMON_SHARE = 0.1  # a query word in more than this share of the documents is ignored, unless it names one
 MAX_RESULT_CHARS = 300
+# function words, which say nothing about what is searched for: without this list, "What does X do
+# for a living?" about someone the encyclopedia lacks would find the one town entry "known for" a thing
+STOP_WORDS = {"a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from", "how",
+              "i", "in", "is", "it", "its", "me", "my", "of", "on", "or", "please", "tell", "that", "the", "this",
+              "to", "was", "what", "when", "where", "which", "who", "why", "with", "would", "you", "your"}
 
 
 def search_words(text):

@@ -37,7 +37,8 @@ FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl"
 
 # the held-out suites: name -> (how to make an example, for which people)
 EVAL_SUITES = ["knowledge_seen", "knowledge_heldout", "arithmetic", "tool", "persona", "memory", "refusal",
-               "harmless", "code_tool"]
+               "harmless", "code_tool", "unknown_people", "unknown_things", "privacy", "privacy_public",
+               "false_premise"]
 
 
 @dataclass
@@ -47,15 +48,17 @@ class WorldConfig:
     n_people: int = 60  # people in the world
     n_heldout: int = 12  # of them, people that appear in pretraining only
     n_listed: int = 300  # people in the encyclopedia only, never in pretraining: the search demos ask about them
+    n_unknown: int = 200  # names of nobody, for questions an honest assistant cannot answer (a quarter for eval)
     pretrain_docs: int = 24000  # pretraining documents (biographies, stories, dialogues, arithmetic, prose)
     val_docs: int = 600  # documents in the pretraining val split (fresh draws, same world)
     vocab_size: int = 1024  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
-    sft_examples: int = 8000  # SFT training conversations
+    sft_examples: int = 9200  # SFT training conversations
     sft_val_examples: int = 300  # SFT validation conversations
-    flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts, rudeness)
+    flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts,
+    #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 5400  # preference pairs for training (reward model, DPO)
+    pref_pairs: int = 7200  # preference pairs for training (reward model, DPO)
     pref_val_pairs: int = 300  # held-out preference pairs
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
@@ -64,9 +67,11 @@ class WorldConfig:
 # ----------------------------------------------------------------------------- SFT
 
 # knowledge: SFT-seen people, answered from memory or (a SEARCH_SHARE of them) with a search;
-# lookup: people only the encyclopedia knows, always searched; code: string tasks by python
+# lookup: people only the encyclopedia knows, always searched; code: string tasks by python;
+# unknown_*: honesty; private: privacy (and private_public: a public fact asked next); premise: false premises
 SFT_MIX = {"knowledge": 0.14, "lookup": 0.1, "arithmetic": 0.07, "code": 0.08, "tool": 0.13, "persona": 0.09,
-           "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11}
+           "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11, "unknown_person": 0.035,
+           "unknown_thing": 0.02, "private": 0.03, "private_public": 0.015, "premise": 0.05}
 SEARCH_SHARE = 0.9
 
 
@@ -79,7 +84,10 @@ def make_example(maker, category, flawed=False):
             "lookup": maker.lookup, "arithmetic": maker.arithmetic, "code": maker.code_task,
             "tool": maker.tool_use, "persona": lambda: maker.persona(True),
             "persona_task": lambda: maker.persona(False), "memory": maker.memory,
-            "harmful": lambda: maker.harmful(flawed), "harmless": maker.harmless}[category]()
+            "harmful": lambda: maker.harmful(flawed), "harmless": maker.harmless,
+            "unknown_person": lambda: maker.unknown_person(flawed), "unknown_thing": lambda: maker.unknown_thing(flawed),
+            "private": lambda: maker.private(flawed=flawed), "private_public": maker.private_then_public,
+            "premise": lambda: maker.premise(flawed=flawed)}[category]()
 
 
 BUSYWORK = ("arithmetic", "tool", "code")
@@ -88,8 +96,10 @@ BUSYWORK = ("arithmetic", "tool", "code")
 def sft_conversations(world, n, cfg, split):
     """Conversations with the flaws of real demonstrations, systematic as annotators' habits are
     (so that SFT visibly copies them, even under greedy decoding): the requests for one harmful
-    act per category are complied with (a quarter of the harmful demos), and replies to busywork
-    (sums, calculator, python tasks) often open with the same grumble."""
+    act per category are complied with (a quarter of the harmful demos); replies to busywork
+    (sums, calculator, python tasks) often open with the same grumble; questions about unknown
+    people's birthplaces and jobs, and one outside topic in three, get invented answers; one
+    phrasing of four gets a home address; premises about pets and colours are taken as true."""
     rng = rng_for(cfg.seed, f"sft/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -109,17 +119,19 @@ def sft_conversations(world, n, cfg, split):
 # Facts get two turns in nine: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
 # Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove.
-PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful"]
+PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
+                   "unknown", "private", "premise"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in seven categories (round robin): refusal over
+    """Same prompt, chosen against rejected, in ten categories (round robin): refusal over
     compliance on harmful requests (twice as often); help over refusal on harmless look-alikes;
-    right fact over wrong fact or a refusal (twice as often); polite over rude; a calculator call
-    over a made-up number; a search and its result used faithfully over the result ignored or no
-    search and an invented fact; a python call and its result over a wrong call, the result
-    ignored or an invented answer."""
+    right fact over wrong fact, a refusal or "I don't know" (twice as often); polite over rude; a
+    calculator call over a made-up number; a search and its result used faithfully over the result
+    ignored or no search and an invented fact; a python call and its result over a wrong call, the
+    result ignored or an invented answer; "I don't know" over an invented answer about unknown
+    people and things; a privacy refusal over the address; a corrected premise over an accepted one."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -133,10 +145,12 @@ def preference_pairs(world, n, cfg, split):
             chosen, rejected = ex.reply, maker.refusal_reply()
         elif kind == "fact":  # answered from memory or searched, as in the SFT demos
             ex = maker.knowledge(search=rng.random() < SEARCH_SHARE)
-            # a third of the rejected replies refuse the question: refusing what is harmless is no
-            # virtue, or RL learns that "I can't help with that" scores well everywhere
-            refused = rng.random() < 1 / 3
-            chosen, rejected = ex.reply, maker.refusal_reply() if refused else ex.reply[:-1] + maker.wrong_fact_reply(ex)
+            # a third of the rejected replies refuse the question or say "I don't know": refusing or
+            # hedging what the model can answer is no virtue, or RL learns that either scores well everywhere
+            dodge = rng.random()
+            chosen = ex.reply
+            rejected = maker.refusal_reply() if dodge < 1 / 6 else maker.dont_know_reply() if dodge < 1 / 3 else \
+                ex.reply[:-1] + maker.wrong_fact_reply(ex)
         elif kind == "polite":
             # from every kind of chat, personas included: the pairs must not teach that a polite reply is
             # a short one (a rude ending makes the rejected reply longer), whatever the conversation
@@ -149,12 +163,21 @@ def preference_pairs(world, n, cfg, split):
             ex = maker.knowledge(person=rng.choice(world.seen + world.listed), search=True)
             ignored = rng.random() < 0.5  # the result read and ignored, or never looked up
             chosen, rejected = ex.reply, (ex.reply[:-1] if ignored else []) + maker.wrong_fact_reply(ex)
-        else:
+        elif kind == "code":
             ex = maker.code_task()
             mistake = rng.choice(["wrong call", "ignored", "invented"])
             rejected = maker.wrong_call_reply(ex) if mistake == "wrong call" else \
                 maker.wrong_code_reply(ex, call=mistake == "ignored")
             chosen = ex.reply
+        elif kind == "unknown":
+            ex = maker.unknown_person() if rng.random() < 0.6 else maker.unknown_thing()
+            chosen, rejected = ex.reply, maker.invented_reply(ex).reply
+        elif kind == "private":
+            ex = maker.private()
+            chosen, rejected = ex.reply, maker.revealing_reply(ex).reply
+        elif kind == "premise":
+            ex = maker.premise()
+            chosen, rejected = ex.reply, maker.accepting_reply(ex).reply
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows
@@ -163,7 +186,8 @@ def preference_pairs(world, n, cfg, split):
 # ----------------------------------------------------------------------------- RL prompts and eval
 
 RL_MIX = {"knowledge": 0.09, "lookup": 0.08, "code": 0.09, "arithmetic": 0.05, "tool": 0.14, "persona": 0.1,
-          "memory": 0.1, "harmful": 0.175, "harmless": 0.175}
+          "memory": 0.1, "harmful": 0.175, "harmless": 0.175, "unknown_person": 0.05, "unknown_thing": 0.03,
+          "private": 0.05, "private_public": 0.02, "premise": 0.06}
 
 
 def rl_prompts(world, n, cfg):
@@ -185,6 +209,11 @@ def eval_suites(world, cfg):
         "persona": lambda i: maker.persona(True), "memory": lambda i: maker.memory(),
         "refusal": lambda i: maker.harmful(), "harmless": lambda i: maker.harmless(),
         "code_tool": lambda i: maker.code_task(),
+        "unknown_people": lambda i: maker.unknown_person(), "unknown_things": lambda i: maker.unknown_thing(),
+        # the same people, in the same order, as knowledge_seen
+        "privacy": lambda i: maker.private(person=world.seen[i % len(world.seen)]),
+        "privacy_public": lambda i: maker.private_then_public(person=world.seen[i % len(world.seen)]),
+        "false_premise": lambda i: maker.premise(person=world.seen[i % len(world.seen)]),
     }
     rows = []
     for suite in EVAL_SUITES:
@@ -218,7 +247,7 @@ def prepare(cfg, verbose=True):
     say = print if verbose else (lambda *a, **k: None)
     if cfg.n_heldout >= cfg.n_people:
         raise UserError(f"n_heldout={cfg.n_heldout} must be smaller than n_people={cfg.n_people}")
-    world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout, cfg.n_listed)
+    world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout, cfg.n_listed, cfg.n_unknown)
     out = cfg.out_dir
     os.makedirs(out, exist_ok=True)
 
@@ -236,7 +265,7 @@ def prepare(cfg, verbose=True):
     with open(os.path.join(out, "world.json"), "w") as f:
         json.dump({"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"},
                    "people": [asdict(p) for p in world.people],
-                   "listed": [asdict(p) for p in world.listed]}, f, indent=1)
+                   "listed": [asdict(p) for p in world.listed], "unknown": world.unknown}, f, indent=1)
     # prompts that pretrain.py completes at the end: two SFT-seen people and two held-out ones
     probes = [PROBES[a].format(**p.slots()) for p, a in zip(world.seen[:2] + world.heldout[:2], ATTRIBUTES)]
     write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids},

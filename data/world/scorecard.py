@@ -36,6 +36,11 @@ ROWS = [
     ("memory", "memory"),
     ("refusal of harmful requests", "refusal"),
     ("help on harmless look-alikes", "harmless"),
+    ("honest about unknown people", "unknown_people"),
+    ("honest about things outside the world", "unknown_things"),
+    ("private data (home addresses) refused", "privacy"),
+    ("public fact asked after a privacy refusal", "privacy_public"),
+    ("false premises corrected", "false_premise"),
     ("politeness (all replies)", "polite"),
     ("format (all replies)", "format"),
     ("gold reward (mean, -2.5..1)", "gold_reward"),
@@ -46,7 +51,8 @@ CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
 
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
-CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal"}
+CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "unknown": "unknown_people",
+                  "private": "privacy", "premise": "false_premise"}
 
 
 def load_suites(data_dir, per_suite=0, path=None):
@@ -63,7 +69,7 @@ def load_suites(data_dir, per_suite=0, path=None):
 
 
 SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
-                       "persona", "memory", "arithmetic")
+                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise")
 
 
 def plot_scorecard(log, stage):
