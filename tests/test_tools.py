@@ -4,6 +4,7 @@ computed by running Python's eval on the same text); the search tool (BM25 by ha
 by name; the loss mask of a chat with several tool calls."""
 import ast
 import builtins
+import importlib
 import math
 import os
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 
 import tools
+from data.world.world import code_reply
 from tokenizer import Tokenizer, tool_call_message
 from tools import NO_TOOLS, SearchIndex, Tools, python_tool
 from tools.python_tool import PY_MAX_CODE_CHARS, PY_MAX_ITEMS
@@ -200,6 +202,17 @@ def test_python_tool_never_raises_from_a_deep_stack():
         sys.setrecursionlimit(limit)
     assert results and all(r == "3" or r.startswith("error: ") for r in results)
     assert results[-1] == "3" and any(r.startswith("error: ") for r in results)
+
+
+def test_a_slow_machine_times_the_tool_out_but_never_changes_the_world_data(monkeypatch):
+    """The wall-clock backstop gives the model an error on a busy machine; the data generator
+    lifts it, so that its demos are the same bytes however loaded the machine is."""
+    python_module = importlib.import_module("tools.python_tool")  # the module, not the function it exports
+    clock = iter(range(0, 10 ** 6))  # every reading of the clock is a second after the last
+    monkeypatch.setattr(python_module.time, "perf_counter", lambda: next(clock))
+    assert python_tool('"stone"[::-1]') == "error: took longer than 0.05 s"
+    _, code, result = code_reply("reverse_letters", {"word": "stone"})
+    assert code == '"stone"[::-1]' and result == "enots"
 
 
 # ----------------------------------------------------------------------------- search and the dispatch

@@ -25,7 +25,7 @@ class PythonToolError(ValueError):
     pass
 
 
-def python_tool(code):
+def python_tool(code, max_seconds=PY_MAX_SECONDS):
     """Evaluate ONE Python expression over strings, lists and whole numbers ("' '.join(reversed(
     'a b'.split()))", "'banana'.count('a')", "'stone'[::-1]") and return its value as text: a str
     as the string itself, an int as digits, a list or tuple as Python writes it (['a', 'b']),
@@ -33,7 +33,9 @@ def python_tool(code):
     gives its syntax tree, check_python_tree refuses, before anything runs, every node outside a
     small whitelist, and PythonEvaluator walks what is left by hand. Every size is bounded (the
     PY_MAX_* constants), so a hostile input fails fast. Returns the value as text, or an error
-    string for the model to read; never raises."""
+    string for the model to read; never raises. max_seconds: the wall-clock backstop (the data
+    generator, which runs only its own code, lifts it, so that its files never depend on how busy
+    the machine is)."""
     try:
         if not isinstance(code, str):
             raise PythonToolError("the code must be a string")
@@ -41,13 +43,13 @@ def python_tool(code):
             raise PythonToolError("empty expression")
         if len(code) > PY_MAX_CODE_CHARS:
             raise PythonToolError(f"code longer than {PY_MAX_CODE_CHARS} characters")
-        deadline = time.perf_counter() + PY_MAX_SECONDS
+        deadline = time.perf_counter() + max_seconds
         try:
             tree = ast.parse(code.strip(), mode="eval")  # a syntax tree only; nothing runs
         except SyntaxError as e:
             raise PythonToolError(f"not one Python expression ({e.msg})")
         check_python_tree(tree.body)
-        return python_text(PythonEvaluator(deadline).value(tree.body))
+        return python_text(PythonEvaluator(deadline, max_seconds).value(tree.body))
     except PythonToolError as e:
         return f"error: {e}"
     except ZeroDivisionError:
@@ -240,8 +242,8 @@ class PythonEvaluator:
     every operation that could build something large checks the size first. The clock is read
     before each node, as a backstop to the size bounds."""
 
-    def __init__(self, deadline):
-        self.deadline = deadline
+    def __init__(self, deadline, max_seconds):
+        self.deadline, self.max_seconds = deadline, max_seconds
         self.handlers = {
             ast.Constant: lambda node: node.value, ast.List: self.list_literal,
             ast.Tuple: self.tuple_literal, ast.Call: self.call, ast.Subscript: self.subscript,
@@ -250,7 +252,7 @@ class PythonEvaluator:
 
     def value(self, node):
         if time.perf_counter() > self.deadline:
-            raise PythonToolError(f"took longer than {PY_MAX_SECONDS} s")
+            raise PythonToolError(f"took longer than {self.max_seconds} s")
         handler = self.handlers.get(type(node))
         if handler is None:  # a Name or Attribute outside a call; check_python_tree refuses these
             raise PythonToolError(f"{type(node).__name__} is not allowed here")

@@ -904,7 +904,9 @@ def code_reply(task, slots):
     the answer quoting the result."""
     _, code, answer = CODE_TASKS[task]
     code = code.format(**slots)
-    result = python_tool(code)
+    result = python_tool(code, max_seconds=float("inf"))  # the same value however busy the machine is
+    if result.startswith("error:"):
+        raise AssertionError(f"python({code}) gave {result!r}")
     answer = answer.format(result=result, times="time" if result == "1" else "times", **slots)
     return [tool_call_message(code, name="python"), tool(result), assistant(answer)], code, result
 
