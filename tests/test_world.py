@@ -9,8 +9,8 @@ import pytest
 
 from data.world import checkers, world
 from data.world.prepare import FILES, WorldConfig, prepare
-from tokenizer import Tokenizer
-from tools import SearchIndex, Tools
+from tokenizer import Tokenizer, tool_argument
+from tools import SearchIndex, Tools, python_tool
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def test_heldout_people_appear_in_pretraining_only(default_world):
         assert person.name in training
     # the encyclopedia-only people: in the search demos, never in pretraining
     assert len(w.listed) == 300 and not {p.name for p in w.listed} & {p.name for p in w.people}
-    for person in w.listed[:50]:
-        assert person.name in training
-        assert person.name not in pretraining
+    asked = [person for person in w.listed if person.name in training]
+    assert len(asked) > 0.8 * len(w.listed)  # drawn at random for about 2,000 demos, pairs and prompts
+    assert not any(person.name in pretraining for person in w.listed)
 
 
 def eval_templates():
@@ -218,7 +218,9 @@ def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(defaul
         for i, message in enumerate(messages):
             for call in message.get("tool_calls") or []:
                 name = call["function"]["name"]
-                assert messages[i + 1] == {"role": "tool", "content": tools.run(call, messages[:i])}
+                expected = tools.run(call, messages[:i]) if name != "python" else \
+                    python_tool(tool_argument(call), max_seconds=float("inf"))  # a busy test machine must not matter
+                assert messages[i + 1] == {"role": "tool", "content": expected}
                 if name in counts:
                     counts[name] += 1
                 if name == "search" and messages[i + 1]["content"].startswith("no results"):
@@ -229,7 +231,7 @@ def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(defaul
                     sentences = [world.ENTRY_SENTENCES[a].format(**person.slots()) for a in world.ATTRIBUTES]
                     assert any(sentence in answer for sentence in sentences), answer
     # the mix: a tenth lookups, most other knowledge questions searched (SEARCH_SHARE), code tasks by python
-    assert counts["search"] > 0.12 * 8000 and counts["python"] > 0.08 * 8000
+    assert counts["search"] > 0.12 * 9200 and counts["python"] > 0.07 * 9200
 
 
 def test_every_question_about_anyone_retrieves_their_entry():
