@@ -8,8 +8,8 @@ import pytest
 
 from data.world import checkers, world
 from data.world.prepare import FILES, WorldConfig, prepare
-from tokenizer import Tokenizer
-from tools import SearchIndex, Tools
+from tokenizer import Tokenizer, tool_argument
+from tools import SearchIndex, Tools, python_tool
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,9 @@ def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(defaul
         for i, message in enumerate(messages):
             for call in message.get("tool_calls") or []:
                 name = call["function"]["name"]
-                assert messages[i + 1] == {"role": "tool", "content": tools.run(call, messages[:i])}
+                expected = tools.run(call, messages[:i]) if name != "python" else \
+                    python_tool(tool_argument(call), max_seconds=float("inf"))  # a busy test machine must not matter
+                assert messages[i + 1] == {"role": "tool", "content": expected}
                 if name in counts:
                     counts[name] += 1
                 if name == "search":
