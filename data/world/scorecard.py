@@ -46,7 +46,7 @@ CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
 
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
-CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal"}
+CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "code": "code_tool"}
 
 
 def load_suites(data_dir, per_suite=0, path=None):
