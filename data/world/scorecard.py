@@ -51,8 +51,8 @@ CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
 
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
-CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "unknown": "unknown_people",
-                  "private": "privacy", "premise": "false_premise"}
+CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "code": "code_tool",
+                  "unknown": "unknown_people", "private": "privacy", "premise": "false_premise"}
 
 
 def load_suites(data_dir, per_suite=0, path=None):
