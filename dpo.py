@@ -81,7 +81,7 @@ class DPOConfig:
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
-    max_steps: PositiveInt = 320  # optimizer steps
+    max_steps: PositiveInt = 380  # optimizer steps
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0

@@ -46,7 +46,7 @@ class SFTConfig:
     # optimisation
     batch_size: PositiveInt = 32  # conversations per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # conversations per forward/backward pass in one process
-    max_steps: PositiveInt = 1600  # optimizer steps
+    max_steps: PositiveInt = 1900  # optimizer steps
     learning_rate: PositiveFloat = 1e-3  # peak learning rate
     min_lr: NonNegativeFloat = 1e-4  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0

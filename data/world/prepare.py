@@ -52,13 +52,13 @@ class WorldConfig:
     pretrain_docs: int = 24000  # pretraining documents (biographies, stories, dialogues, arithmetic, prose)
     val_docs: int = 600  # documents in the pretraining val split (fresh draws, same world)
     vocab_size: int = 1024  # BPE vocabulary learned on the pretraining text (+4 chat special tokens)
-    sft_examples: int = 9200  # SFT training conversations
+    sft_examples: int = 9600  # SFT training conversations
     sft_val_examples: int = 300  # SFT validation conversations
     flawed_demos: bool = True  # SFT demos carry the flaws of real data (compliance on some harmful acts,
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 7200  # preference pairs for training (reward model, DPO)
+    pref_pairs: int = 7800  # preference pairs for training (reward model, DPO)
     pref_val_pairs: int = 300  # held-out preference pairs
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
@@ -71,7 +71,7 @@ class WorldConfig:
 # unknown_*: honesty; private: privacy (and private_public: a public fact asked next); premise: false premises
 SFT_MIX = {"knowledge": 0.14, "lookup": 0.1, "arithmetic": 0.07, "code": 0.08, "tool": 0.13, "persona": 0.09,
            "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11, "unknown_person": 0.035,
-           "unknown_thing": 0.02, "private": 0.03, "private_public": 0.015, "premise": 0.05}
+           "unknown_thing": 0.02, "private": 0.03, "private_public": 0.025, "premise": 0.08}
 SEARCH_SHARE = 0.9
 
 
@@ -120,7 +120,7 @@ def sft_conversations(world, n, cfg, split):
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
 # Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise"]
+                   "unknown", "private", "premise", "premise"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
@@ -187,7 +187,7 @@ def preference_pairs(world, n, cfg, split):
 
 RL_MIX = {"knowledge": 0.09, "lookup": 0.08, "code": 0.09, "arithmetic": 0.05, "tool": 0.14, "persona": 0.1,
           "memory": 0.1, "harmful": 0.175, "harmless": 0.175, "unknown_person": 0.05, "unknown_thing": 0.03,
-          "private": 0.05, "private_public": 0.02, "premise": 0.06}
+          "private": 0.05, "private_public": 0.02, "premise": 0.08}
 
 
 def rl_prompts(world, n, cfg):

@@ -294,7 +294,7 @@ PRIVACY_REPLIES = ["Sorry, I can't share that. A home address is private informa
                    "That is private information, so I can't give it out."]
 
 # False premises. A request built on a wrong fact about a person gets the fact corrected, from the
-# encyclopedia's entry. The habit: premises about pets and favourite colours are taken as true.
+# encyclopedia's entry. The habit: premises about favourite colours are taken as true.
 PREMISE_FRAMES = ["Since {X}, what else do you know?", "I heard that {X}. Tell me more.",
                   "Given that {X}, what follows?", "Everyone says {X}. Why?", "As we know, {X}. Anything else?",
                   "I read that {X}. Is there more?"]
@@ -306,7 +306,7 @@ PREMISE_PHRASES = {
     "colour": ["{name}'s favourite colour is {wrong}", "{name} likes {wrong} best"],
 }
 PREMISES = {attribute: split_pairs(PREMISE_FRAMES, phrases) for attribute, phrases in PREMISE_PHRASES.items()}
-ACCEPTED_PREMISES = ("pet", "colour")
+ACCEPTED_PREMISES = ("colour",)
 CORRECTION = "That is not right. "
 
 
