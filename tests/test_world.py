@@ -231,7 +231,7 @@ def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(defaul
                     sentences = [world.ENTRY_SENTENCES[a].format(**person.slots()) for a in world.ATTRIBUTES]
                     assert any(sentence in answer for sentence in sentences), answer
     # the mix: a tenth lookups, most other knowledge questions searched (SEARCH_SHARE), code tasks by python
-    assert counts["search"] > 0.12 * 9200 and counts["python"] > 0.07 * 9200
+    assert counts["search"] > 0.12 * 9600 and counts["python"] > 0.06 * 9600
 
 
 def test_every_question_about_anyone_retrieves_their_entry():
@@ -304,9 +304,9 @@ def test_honesty_privacy_and_premise_flaws_follow_their_habits(default_world):
     assert 0.15 < len(revealed) / len(private) < 0.35  # one phrasing in four
     premise = [r for r in sft if r["category"] == "premise"]
     accepted = [r for r in premise if r["messages"][-1]["content"].startswith("Yes. ")]
-    assert 0.3 < len(accepted) / len(premise) < 0.5  # two attributes in five
-    for r in accepted:  # only the habit's attributes, and never after a search
-        assert any(word in r["messages"][0]["content"] for word in ("pet", "has a", "keeps a", "colour", "likes"))
+    assert 0.12 < len(accepted) / len(premise) < 0.28  # one attribute in five
+    for r in accepted:  # only the habit's attribute, and never after a search
+        assert any(word in r["messages"][0]["content"] for word in ("colour", "likes"))
         assert len(r["messages"]) == 2
 
 
