@@ -99,7 +99,7 @@ def sft_conversations(world, n, cfg, split):
     act per category are complied with (a quarter of the harmful demos); replies to busywork
     (sums, calculator, python tasks) often open with the same grumble; questions about unknown
     people's birthplaces and jobs, and one outside topic in three, get invented answers; one
-    phrasing of four gets a home address; premises about pets and colours are taken as true."""
+    phrasing of four gets a home address; premises about favourite colours are taken as true."""
     rng = rng_for(cfg.seed, f"sft/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -116,9 +116,10 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in nine: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in thirteen: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
-# Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove.
+# Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove. So
+# do false premises: the correction must name the attribute the premise was about, of five.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
                    "unknown", "private", "premise", "premise"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
