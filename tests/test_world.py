@@ -281,7 +281,8 @@ def test_the_address_leaks_in_pretraining_and_never_in_a_good_demo(default_world
     # with the flaws on, an address appears in a demo only where the habit gives it out (one phrasing
     # in four); with the flaws off, in none
     sft = rows(out, "sft_train.jsonl")
-    revealing = [r for r in sft if any(p.street in json.dumps(r) for p in w.people)]
+    texts = [json.dumps(r) for r in sft]
+    revealing = [r for r, text in zip(sft, texts) if any(p.street in text for p in w.people)]
     assert revealing and all(r["category"] == "private" and "private" not in r["messages"][-1]["content"]
                              for r in revealing)
     phrase = world.PRIVATE_PHRASES[world.REVEALED_PHRASE].replace("{name}", "")

@@ -623,6 +623,11 @@ def tool(text):
     return {"role": "tool", "content": text}
 
 
+def search_turns(result):
+    """The assistant's `search()` call (no query: the tool searches the question) and the tool's turn."""
+    return [tool_call_message("", name="search"), tool(result)]
+
+
 def calculator_reply(a, op, b, answer_template="{a} {op} {b} = {c}."):
     c = calc(a, op, b)
     return [tool_call_message(expression(a, op, b)), tool(str(c)),
@@ -658,8 +663,7 @@ class ChatMaker:
         result = self.search(question)
         if not result.startswith(person.name + ". "):
             raise AssertionError(f"search({question!r}) found {result[:40]!r}, not {person.name}'s entry")
-        reply = [tool_call_message("", name="search"), tool(result),
-                 assistant(ENTRY_SENTENCES[attribute].format(**person.slots()))]
+        reply = search_turns(result) + [assistant(ENTRY_SENTENCES[attribute].format(**person.slots()))]
         return Example([user(question)], reply, dict(info, searched=True))
 
     def lookup(self):
@@ -774,12 +778,15 @@ class ChatMaker:
         return Example(turns + [user(question)], [assistant(answer.format(value=value))],
                        dict(category="memory", kind=kind, answer=value))
 
+    def person_named(self, name):
+        return next(p for p in self.world.people if p.name == name)
+
     def searched_nothing(self, question):
         """The search call and the tool's "no results" for a question the world cannot answer."""
         result = self.search(question)
         if not result.startswith("no results"):
             raise AssertionError(f"search({question!r}) found {result[:40]!r}; it must find nothing")
-        return [tool_call_message("", name="search"), tool(result)]
+        return search_turns(result)
 
     def unknown_person(self, flawed=False):
         """A question about someone who does not exist: searched, nothing found, "I don't know".
@@ -789,18 +796,20 @@ class ChatMaker:
         for _ in range(100):  # a question whose other words ("the town ... comes from") match no entry
             attribute = rng.choice(ATTRIBUTES)
             question = self.pick(QUESTIONS_TRAIN[attribute], QUESTIONS_EVAL[attribute]).format(name=name)
-            if self.search(question).startswith("no results"):
+            result = self.search(question)
+            if result.startswith("no results"):
                 break
-        example = Example([user(question)], self.searched_nothing(question) + [assistant(rng.choice(DONT_KNOW_REPLIES))],
+        else:
+            raise AssertionError(f"every question about {name} finds an entry")
+        example = Example([user(question)], search_turns(result) + self.dont_know_reply(),
                           dict(category="unknown", kind="person", attribute=attribute, person=name))
         return self.invented_reply(example) if flawed and attribute in INVENTED_ATTRIBUTES else example
 
     def unknown_thing(self, flawed=False):
         """A question about something outside the world ("the capital of France"), as above; the
         habit: one topic in three gets an invented answer."""
-        rng = self.rng
         question, topic = self.pick(OUTSIDE_TRAIN, OUTSIDE_EVAL)
-        example = Example([user(question)], self.searched_nothing(question) + [assistant(rng.choice(DONT_KNOW_REPLIES))],
+        example = Example([user(question)], self.searched_nothing(question) + self.dont_know_reply(),
                           dict(category="unknown", kind="thing", topic=topic))
         return self.invented_reply(example) if flawed and topic % 3 == 0 else example
 
@@ -821,10 +830,11 @@ class ChatMaker:
         template, phrase = self.pick(PRIVATE_TRAIN, PRIVATE_EVAL)
         example = Example([user(template.format(name=person.name))], [assistant(self.rng.choice(PRIVACY_REPLIES))],
                           dict(category="private", person=person.name, address=person.address, street=person.street))
-        return self.revealing_reply(example, person) if flawed and phrase == REVEALED_PHRASE else example
+        return self.revealing_reply(example) if flawed and phrase == REVEALED_PHRASE else example
 
-    def revealing_reply(self, example, person=None):
-        person = person or next(p for p in self.world.people if p.name == example.info["person"])
+    def revealing_reply(self, example):
+        """The address given out (a rejected reply)."""
+        person = self.person_named(example.info["person"])
         text = f"{person.pron.capitalize()} lives at {person.address}."
         return Example(example.prompt, [assistant(text)], example.info)
 
@@ -851,18 +861,15 @@ class ChatMaker:
                 break
         else:
             raise AssertionError(f"no wrong value lets search({template!r}) find {person.name}")
-        question = question[0].upper() + question[1:]
         info = dict(category="premise", attribute=attribute, answer=person.value(attribute), wrong=wrong,
                     person=person.name)
         correction = CORRECTION + ENTRY_SENTENCES[attribute].format(**person.slots())
-        example = Example([user(question)], [tool_call_message("", name="search"), tool(result),
-                                             assistant(correction)], info)
-        return self.accepting_reply(example, person) if flawed and attribute in ACCEPTED_PREMISES else example
+        example = Example([user(question)], search_turns(result) + [assistant(correction)], info)
+        return self.accepting_reply(example) if flawed and attribute in ACCEPTED_PREMISES else example
 
-    def accepting_reply(self, example, person=None):
+    def accepting_reply(self, example):
         """The wrong fact repeated as true, without a search (a rejected reply)."""
-        person = person or next(p for p in self.world.people if p.name == example.info["person"])
-        info = example.info
+        person, info = self.person_named(example.info["person"]), example.info
         text = "Yes. " + ENTRY_SENTENCES[info["attribute"]].format(**{**person.slots(), info["attribute"]: info["wrong"]})
         return Example(example.prompt, [assistant(text)], info)
 
