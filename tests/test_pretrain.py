@@ -57,11 +57,21 @@ def test_two_processes_with_torchrun_match_one_process(byte_data, tmp_path):
 
 
 def test_resume_after_sigkill_reproduces_the_losses_exactly(byte_data, tmp_path):
+    """All three runs are fresh processes under the same environment: one thread, and MKL's strict
+    conditional-numerical-reproducibility mode, whose matmuls give the same bits whatever the
+    memory alignment. A run inside pytest's process, whose heap earlier tests have shaped, once
+    differed from a fresh process in the last bit of a loss (a CI run)."""
     args = TINY + [f"--data_dir={byte_data}", "--batch_size=4", "--micro_batch_size=2", "--max_steps=120",
                    "--eval_interval=7", "--log_interval=1", "--dropout=0.1"]
-    assert run_script(pretrain, args + [f"--out_dir={tmp_path / 'whole'}"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_CBWR": "AUTO,STRICT"}
+
+    def pretrain_command(out_dir, *extra):
+        return [sys.executable, "pretrain.py", f"--out_dir={out_dir}", *args, *extra]
+
+    whole = subprocess.run(pretrain_command(tmp_path / "whole"), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "pretrain.py", f"--out_dir={killed}", *args], cwd=ROOT,
+    proc = subprocess.Popen(pretrain_command(killed), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -72,7 +82,9 @@ def test_resume_after_sigkill_reproduces_the_losses_exactly(byte_data, tmp_path)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert max(losses(killed)) < 120
-    assert run_script(pretrain, args + [f"--out_dir={killed}", "--resume=true"]) == 0
+    resumed = subprocess.run(pretrain_command(killed, "--resume=true"), cwd=ROOT, env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
     assert losses(killed) == losses(tmp_path / "whole")  # identical floats, every step
 
 
