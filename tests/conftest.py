@@ -2,17 +2,17 @@ import dataclasses
 import os
 import sys
 
-import pytest
+# MKL's strict reproducible mode, set before the first matmul: its results then do not depend on
+# memory alignment, so two runs inside this process (whose heap earlier tests have shaped) give
+# the same bits, as the resume tests compare. Subprocesses inherit it.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cli import run_main  # noqa: E402
-
-# tiktoken downloads GPT-2's BPE files on first use; offline, the copy beside the checkout serves
-_SHARED_CACHE = os.path.join(os.path.dirname(ROOT), "shared", "tiktoken-cache")
-if "TIKTOKEN_CACHE_DIR" not in os.environ and os.path.isdir(_SHARED_CACHE):
-    os.environ["TIKTOKEN_CACHE_DIR"] = _SHARED_CACHE
 
 
 @pytest.fixture(scope="session")
