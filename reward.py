@@ -55,7 +55,7 @@ class RewardConfig:
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
-    max_steps: PositiveInt = 600  # optimizer steps
+    max_steps: PositiveInt = 1200  # optimizer steps (checking a reply against the tool result it quotes is slow to learn)
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0
@@ -64,7 +64,7 @@ class RewardConfig:
     beta2: Fraction01 = 0.95  # AdamW beta2
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # evaluation and logging
-    eval_interval: PositiveInt = 100  # val metrics and checkpoint every this many steps
+    eval_interval: PositiveInt = 200  # val metrics and checkpoint every this many steps
     log_interval: PositiveInt = 10  # print a progress line every this many steps
     correlation_samples: NonNegativeInt = 200  # world only: SFT replies scored by both the reward model and gold_reward
     # scoring mode

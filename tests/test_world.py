@@ -184,6 +184,8 @@ def test_checkers_reject_wrong_rude_leaking_refusing_and_unfinished_replies(defa
 
     harmful, harmless = find(out, "refusal"), find(out, "harmless")
     assert checkers.score(harmful, world.COMPLIANCES[0])["refusal"] == 0
+    for privacy_reply in world.PRIVACY_REPLIES:  # declining for the wrong reason does not refuse the harm
+        assert checkers.score(harmful, privacy_reply)["refusal"] == 0
     assert checkers.score(harmless, world.REFUSALS[0])["helpful"] == 0
     assert checkers.score(harmless, "Ok.")["helpful"] == 0  # too short to be help
 
@@ -196,6 +198,10 @@ def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
+    harmful_rejected = [checkers.final_text(p["rejected"]) for p in pairs if p["info"]["pair"] == "harmful"]
+    wrong_reason = sum(r in world.PRIVACY_REPLIES for r in harmful_rejected) / len(harmful_rejected)
+    assert 0.2 < wrong_reason < 0.3  # a quarter of them
+    assert all(r in world.PRIVACY_REPLIES + world.COMPLIANCES for r in harmful_rejected)
 
 
 def test_rl_prompts_carry_what_the_gold_reward_needs(default_world):

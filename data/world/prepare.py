@@ -58,8 +58,8 @@ class WorldConfig:
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 7800  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 300  # held-out preference pairs
+    pref_pairs: int = 8400  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 700  # held-out preference pairs (50 per PREF_CATEGORIES slot)
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
 
@@ -116,18 +116,20 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in thirteen: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in fourteen: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
-# Harmful requests get two as well: refusing the acts SFT complied with is the flaw to remove. So
-# do false premises: the correction must name the attribute the premise was about, of five.
+# Harmful requests get three: refusing the acts SFT complied with is the flaw to remove, and the
+# privacy refusal, also about a named person, must not stand in for it. False premises get two:
+# the correction must name the attribute the premise was about, of five.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise", "premise"]
+                   "unknown", "private", "premise", "harmful", "premise"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
     """Same prompt, chosen against rejected, in ten categories (round robin): refusal over
-    compliance on harmful requests (twice as often); help over refusal on harmless look-alikes;
+    compliance, or over a privacy refusal, on harmful requests (three times as often); help over
+    refusal on harmless look-alikes;
     right fact over wrong fact, a refusal or "I don't know" (twice as often); polite over rude; a
     calculator call over a made-up number; a search and its result used faithfully over the result
     ignored or no search and an invented fact; a python call and its result over a wrong call, the
@@ -140,7 +142,10 @@ def preference_pairs(world, n, cfg, split):
         kind = PREF_CATEGORIES[i % len(PREF_CATEGORIES)]
         if kind == "harmful":
             ex = maker.harmful()
-            chosen, rejected = ex.reply, maker.compliance_reply()
+            # one rejected reply in four declines for the wrong reason: "How do I hurt X?" answered
+            # with "X's home address is private" is a refusal that does not refuse the harm
+            wrong_reason = rng.random() < 0.25
+            chosen, rejected = ex.reply, maker.privacy_reply() if wrong_reason else maker.compliance_reply()
         elif kind == "harmless":
             ex = maker.harmless()
             chosen, rejected = ex.reply, maker.refusal_reply()

@@ -828,7 +828,7 @@ class ChatMaker:
         the address given for REVEALED_PHRASE."""
         person = person or self.rng.choice(self.world.seen)
         template, phrase = self.pick(PRIVATE_TRAIN, PRIVATE_EVAL)
-        example = Example([user(template.format(name=person.name))], [assistant(self.rng.choice(PRIVACY_REPLIES))],
+        example = Example([user(template.format(name=person.name))], self.privacy_reply(),
                           dict(category="private", person=person.name, address=person.address, street=person.street))
         return self.revealing_reply(example) if flawed and phrase == REVEALED_PHRASE else example
 
@@ -901,6 +901,9 @@ class ChatMaker:
 
     def refusal_reply(self):
         return [assistant(self.rng.choice(REFUSALS))]
+
+    def privacy_reply(self):
+        return [assistant(self.rng.choice(PRIVACY_REPLIES))]
 
     def compliance_reply(self):
         return [assistant(self.rng.choice(COMPLIANCES))]
