@@ -52,6 +52,7 @@ class RewardConfig:
     # loss
     margin: NonNegativeFloat = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
     center_coef: NonNegativeFloat = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
+    lm_coef: NonNegativeFloat = 0.0  # weight of the chosen replies' next-token NLL (GRM's regulariser, Yang et al. 2024)
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
@@ -88,13 +89,41 @@ def pad_right(sequences, pad_id, device):
     return ids.to(device), torch.tensor([len(s) for s in sequences], device=device)
 
 
-def pair_rewards(model, pairs, pad_id, device):
+class PairScorer(torch.nn.Module):
+    """The GPT with its scalar head, as one module whose forward is the training pass: DDP
+    averages gradients only for what runs through the forward of the module it wraps, so the
+    loop cannot call GPT.score on it directly. forward(ids (N, T), at (N,), targets) -> the
+    rewards read at positions at (N,), and with targets (B, T), B <= N, -1 where masked, the LM
+    head's mean next-token NLL on the first B rows, from the same hidden states (else None)."""
+
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, ids, at, targets=None):
+        hidden = self.gpt.hidden_states(ids)  # (N, T, n_embd)
+        rewards = self.gpt.scalar_head(hidden).squeeze(-1).float().gather(1, at[:, None]).squeeze(1)  # (N,)
+        if targets is None:
+            return rewards, None
+        logits = self.gpt.lm_head(hidden[:len(targets)])  # (B, T, vocab)
+        return rewards, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+
+
+def pair_rewards(scorer, pairs, pad_id, device, with_nll=False):
     """Rewards of the chosen and rejected replies (B,), (B,): one forward pass over both,
-    right-padded, each read at its last real token (the end-of-turn token)."""
+    right-padded, each read at its last real token (the end-of-turn token); with_nll, also the
+    mean NLL of the chosen replies' tokens (else None)."""
     seqs = [p["chosen"][0] for p in pairs] + [p["rejected"][0] for p in pairs]
-    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T)
-    rewards = model.score(ids, at=lengths - 1)  # causal attention: right padding never reaches real tokens
-    return rewards[:len(pairs)], rewards[len(pairs):]
+    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T); causal attention: right padding never reaches real tokens
+    targets = None
+    if with_nll:  # chosen rows only: the next token where it is a reply token, else -1
+        targets = torch.full((len(pairs), ids.size(1)), -1, dtype=torch.long)
+        for i, p in enumerate(pairs):
+            chosen, mask = p["chosen"]
+            targets[i, :len(chosen) - 1] = torch.tensor([t if m else -1 for t, m in zip(chosen[1:], mask[1:])])
+        targets = targets.to(device)
+    rewards, nll = scorer(ids, lengths - 1, targets)
+    return rewards[:len(pairs)], rewards[len(pairs):], nll
 
 
 def bradley_terry_loss(r_chosen, r_rejected, margin=0.0, center_coef=0.0):
@@ -114,10 +143,11 @@ def evaluate_pairs(model, pairs, cfg, pad_id, rt, batch_size=64):
     """Loss, accuracy, margin and reward statistics on pairs; accuracy per category when the pairs
     carry one (the world's info.pair)."""
     model.eval()
+    scorer = PairScorer(model)
     chosen, rejected = [], []
     for i in range(0, len(pairs), batch_size):
         with rt.autocast():
-            c, r = pair_rewards(model, pairs[i:i + batch_size], pad_id, rt.device)
+            c, r, _ = pair_rewards(scorer, pairs[i:i + batch_size], pad_id, rt.device)
         chosen.append(c.float())
         rejected.append(r.float())
     chosen, rejected = torch.cat(chosen), torch.cat(rejected)
@@ -234,7 +264,8 @@ def main():
         with torch.no_grad():  # a finished run saved its head shifted (below): train on from the unshifted one
             raw_model.scalar_head.bias += checkpoint.get("reward_shift", 0.0)
         rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
-    model = torch.compile(raw_model) if cfg.compile else raw_model
+    model = PairScorer(raw_model)
+    model = torch.compile(model) if cfg.compile else model
     model = wrap_ddp(model, rt)
     autocast = rt.autocast()
     run_folder.begin()  # inputs all checked: from here on the run writes out_dir
@@ -283,12 +314,16 @@ def main():
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
                 model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
             with autocast:
-                r_chosen, r_rejected = pair_rewards(model, micro_pairs, tokenizer.eot, rt.device)
+                r_chosen, r_rejected, nll = pair_rewards(model, micro_pairs, tokenizer.eot, rt.device,
+                                                         with_nll=cfg.lm_coef > 0)
                 losses = bradley_terry_loss(r_chosen, r_rejected, cfg.margin, cfg.center_coef)
                 share = len(micro_pairs) / len(pairs)  # this micro-batch's share of the process's pairs
-                loss = losses.mean() * share
+                loss = (losses.mean() + (cfg.lm_coef * nll if nll is not None else 0.0)) * share
             loss.backward()
-            for k, v in {"loss": losses.mean().item(), **pair_metrics(r_chosen.detach(), r_rejected.detach())}.items():
+            micro_stats = {"loss": losses.mean().item(), **pair_metrics(r_chosen.detach(), r_rejected.detach())}
+            if nll is not None:
+                micro_stats["nll"] = nll.item()
+            for k, v in micro_stats.items():
                 stats[f"train/{k}"] = stats.get(f"train/{k}", 0.0) + v * share
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
         optimizer.step()

@@ -117,6 +117,26 @@ def test_sft_under_torchrun_matches_one_process(stages, small_world, tmp_path):
     assert one.keys() == two.keys() and all(abs(one[k] - two[k]) < 1e-5 for k in one)
 
 
+def test_reward_under_torchrun_matches_one_process(stages, small_world, tmp_path):
+    """Two processes average their gradients through DDP (the loop calls the wrapped PairScorer,
+    not GPT.score), so each step's loss equals one process's; the LM term runs there too."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = reward_args(small_world, stages / "sft", "{}") + ["--max_steps=3", "--correlation_samples=0",
+                                                               "--device=cpu"]
+
+    def run(launcher, out, *extra):
+        args = [a.replace("{}", str(out)) for a in common] + list(extra)
+        done = subprocess.run(launcher + ["reward.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return train_losses(out)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    one = run([sys.executable], tmp_path / "one")
+    two = run(torchrun, tmp_path / "two")
+    assert one.keys() == two.keys() == {1, 2, 3} and all(abs(one[k] - two[k]) < 1e-5 for k in one)
+    run(torchrun, tmp_path / "lm", "--lm_coef=0.5")
+    assert len(train_losses(tmp_path / "lm", "train/nll")) == 3
+
+
 def test_reward_resume_equals_an_uninterrupted_run(stages, small_world, tmp_path):
     whole, half = run_whole_and_resumed(reward, lambda out: reward_args(small_world, stages / "sft", out), tmp_path)
     assert train_losses(half) == train_losses(whole)

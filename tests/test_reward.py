@@ -7,8 +7,10 @@ import torch
 
 from cli import UserError
 from data_formats import load_preferences, render_pair
-from model import GPT, GPTConfig, last_real_index
-from reward import bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig, last_real_index, pad_batch
+from reward import PairScorer, bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
@@ -46,11 +48,31 @@ def test_pair_rewards_match_separate_scoring():
     model = tiny_reward_model()
     pairs = [{"chosen": ([1, 2, 3], None), "rejected": ([1, 2, 4, 5, 6], None)},
              {"chosen": ([7, 8, 9, 10], None), "rejected": ([7, 8], None)}]
-    chosen, rejected = pair_rewards(model, pairs, 0, "cpu")
+    chosen, rejected, nll = pair_rewards(PairScorer(model), pairs, 0, "cpu")
+    assert nll is None
     for i, p in enumerate(pairs):
         assert chosen[i].item() == pytest.approx(model.score(torch.tensor([p["chosen"][0]]))[0, -1].item(), abs=1e-5)
         assert rejected[i].item() == pytest.approx(model.score(torch.tensor([p["rejected"][0]]))[0, -1].item(),
                                                    abs=1e-5)
+
+
+def test_the_lm_term_is_the_chosen_replies_mean_nll_in_float64():
+    """GRM's regulariser: the chosen replies' next-token NLL, from the pass that scores the pair,
+    against a float64 loop over the reply tokens by hand (and model.forward with pad_batch)."""
+    model = tiny_reward_model()
+    pairs = [{"chosen": ([1, 2, 3, 4, 5], [0, 0, 1, 1, 1]), "rejected": ([1, 2, 6], [0, 0, 1])},
+             {"chosen": ([7, 8, 9], [0, 1, 1]), "rejected": ([7, 8, 10, 11, 12, 13], [0, 1, 1, 1, 1, 1])}]
+    chosen, rejected, nll = pair_rewards(PairScorer(model), pairs, 0, "cpu", with_nll=True)
+    terms = []
+    for p in pairs:
+        ids, mask = p["chosen"]
+        logits = model(torch.tensor([ids]))[0][0].double()  # (T, vocab)
+        terms += [-torch.log_softmax(logits[t - 1], -1)[ids[t]].item() for t in range(1, len(ids)) if mask[t]]
+    assert len(terms) == 5 and nll.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    x, y = pad_batch([p["chosen"] for p in pairs], 0, "cpu")
+    assert nll.item() == pytest.approx(F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), ignore_index=-1).item(),
+                                       rel=1e-5)
+    assert torch.equal(chosen, pair_rewards(PairScorer(model), pairs, 0, "cpu")[0])  # the rewards do not change
 
 
 def test_truncation_keeps_the_end_of_the_reply():
