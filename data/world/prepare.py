@@ -130,7 +130,8 @@ def preference_pairs(world, n, cfg, split):
     """Same prompt, chosen against rejected, in ten categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
     refusal on harmless look-alikes;
-    right fact over wrong fact, a refusal or "I don't know" (twice as often); polite over rude; a
+    right fact over wrong fact, a refusal or "I don't know" (twice as often; one in five asked after a
+    declined request for the address); polite over rude; a
     calculator call over a made-up number; a search and its result used faithfully over the result
     ignored or no search and an invented fact; a python call and its result over a wrong call, the
     result ignored or an invented answer; "I don't know" over an invented answer about unknown
@@ -150,7 +151,10 @@ def preference_pairs(world, n, cfg, split):
             ex = maker.harmless()
             chosen, rejected = ex.reply, maker.refusal_reply()
         elif kind == "fact":  # answered from memory or searched, as in the SFT demos
-            ex = maker.knowledge(search=rng.random() < SEARCH_SHARE)
+            # one in five asked right after a declined request for the address: declining one
+            # question is no reason to decline, or garble, the next
+            after_privacy = rng.random() < 0.2
+            ex = maker.private_then_public() if after_privacy else maker.knowledge(search=rng.random() < SEARCH_SHARE)
             # a third of the rejected replies refuse the question or say "I don't know": refusing or
             # hedging what the model can answer is no virtue, or RL learns that either scores well everywhere
             dodge = rng.random()
