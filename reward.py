@@ -2,7 +2,7 @@
 Stage 3a, the reward model: a learned stand-in for human raters, trained on preference pairs
 with the Bradley-Terry model (Christiano et al. 2017; Ouyang et al. 2022). PPO optimises it.
 
-    python reward.py                              # from out/sft on the world's pairs, CPU, ~3 min
+    python reward.py                              # from out/sft on the world's pairs, CPU, ~7 min
     python reward.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
                      --val_data=data/hh_rlhf/val.jsonl --out_dir=out/reward_hh   # GPU
     python reward.py --score=pairs.jsonl          # score {"prompt", "reply"} rows with out/reward
@@ -14,8 +14,11 @@ The model is the GPT body with a scalar head, read at the last real token of pro
 
 The first term is the Bradley-Terry likelihood that the chosen reply wins; the optional margin
 asks for a minimum gap (Llama 2); the centering term keeps rewards near zero (Eisenstein et al.
-2023). After training, the head's bias is shifted so that the chosen replies score 0 on average:
-rewards then mean "better or worse than the demonstrations", a natural zero for PPO.
+2023). With --lm_coef, the chosen replies' next-token NLL, from the same forward pass, is added
+with that weight: the text-generation regulariser of GRM (Yang et al. 2024), which keeps the
+body a language model. After training, the head's bias is shifted so that the chosen replies
+score 0 on average: rewards then mean "better or worse than the demonstrations", a natural zero
+for PPO.
 """
 
 import json
@@ -52,11 +55,11 @@ class RewardConfig:
     # loss
     margin: NonNegativeFloat = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
     center_coef: NonNegativeFloat = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
-    lm_coef: NonNegativeFloat = 0.0  # weight of the chosen replies' next-token NLL (GRM's regulariser, Yang et al. 2024)
+    lm_coef: NonNegativeFloat = 0.0  # weight of the chosen replies' NLL (GRM's regulariser, Yang et al. 2024)
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
-    max_steps: PositiveInt = 1200  # optimizer steps (checking a reply against the tool result it quotes is slow to learn)
+    max_steps: PositiveInt = 1200  # optimizer steps (checking a reply against a quoted tool result is slow to learn)
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0
@@ -114,7 +117,7 @@ def pair_rewards(scorer, pairs, pad_id, device, with_nll=False):
     right-padded, each read at its last real token (the end-of-turn token); with_nll, also the
     mean NLL of the chosen replies' tokens (else None)."""
     seqs = [p["chosen"][0] for p in pairs] + [p["rejected"][0] for p in pairs]
-    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T); causal attention: right padding never reaches real tokens
+    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T); right padding never reaches real tokens (causal)
     targets = None
     if with_nll:  # chosen rows only: the next token where it is a reply token, else -1
         targets = torch.full((len(pairs), ids.size(1)), -1, dtype=torch.long)
