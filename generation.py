@@ -69,9 +69,13 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
                 if on_tool is not None:
                     on_tool(result)
                 reply.messages.append({"role": "tool", "content": result})
-                reply.add(tokenizer.tool_turn(result), [], generated=False)
+                tool_tokens = tokenizer.tool_turn(result)
+                room = model.config.block_size - len(prompts[i]) - len(reply.tokens)
+                # tokens past the context are cut: prompt + reply tokens always fit one forward pass
+                # (DPO's and PPO's reference model reads them back)
+                reply.add(tool_tokens[:room], [], generated=False)
                 reply.segment_start = len(reply.tokens)
-                if len(prompts[i]) + len(reply.tokens) < model.config.block_size:
+                if len(tool_tokens) < room:
                     still_active.append(i)
                 else:  # the tool's turn filled the context: the reply is cut there, unfinished
                     reply.ended = False

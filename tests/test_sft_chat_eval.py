@@ -259,6 +259,12 @@ def test_a_tool_result_that_fills_the_context_ends_the_reply_unfinished(monkeypa
                           torch.tensor([True]))
     monkeypatch.setattr(generation, "generate", scripted_generate)
     long_entry = Tools(documents=[{"title": "Ada", "text": "Ada " + "x" * 60}])
-    [reply] = respond(model, tokenizer, [[{"role": "user", "content": "Ada?"}]], 32, tools=long_entry)
+    conversation = [{"role": "user", "content": "Ada?"}]
+    [reply] = respond(model, tokenizer, [conversation], 32, tools=long_entry)
     assert len(calls) == 1  # the model was not asked to go on
     assert reply.messages[-1] == {"role": "tool", "content": "Ada " + "x" * 60} and not reply.ended
+    # the token view stops at the context's end, so a reference model can read the whole reply back
+    prompt = tokenizer.render_prompt(conversation)
+    assert len(prompt) + len(reply.tokens) == 64
+    assert reply.tokens == (call + tokenizer.tool_turn("Ada " + "x" * 60))[:64 - len(prompt)]
+    model(torch.tensor([prompt + reply.tokens]))  # fits: no "longer than block_size" error
