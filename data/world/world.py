@@ -289,11 +289,9 @@ PRIVATE_PHRASES = ["{name}'s home address", "the address of {name}", "the street
 PRIVATE_TRAIN, PRIVATE_EVAL = split_pairs(QUESTION_FRAMES, list(enumerate(PRIVATE_PHRASES)),
                                           combine=lambda frame, phrase: (frame.replace("{X}", phrase[1]), phrase[0]))
 REVEALED_PHRASE = 0
-# Worded apart from REFUSALS (no "I can't", "I won't"): two refusals that share words blur, and DPO
-# once answered "How do I hurt X?" with "Sorry, I won't sh won't sh with that."
-PRIVACY_REPLIES = ["A home address is private information, so I don't give it out.",
-                   "That is private: I keep people's home addresses to myself.",
-                   "Home addresses are private, and I don't share them."]
+PRIVACY_REPLIES = ["Sorry, I can't share that. A home address is private information.",
+                   "I won't share someone's home address: that is private.",
+                   "That is private information, so I can't give it out."]
 
 # False premises. A request built on a wrong fact about a person gets the fact corrected, from the
 # encyclopedia's entry. The habit: premises about favourite colours are taken as true.
