@@ -1,7 +1,7 @@
 """
 The whole pipeline on the default world in one command, and a report a teacher can hand out.
 
-    python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~25 min CPU
+    python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~27 min CPU
     python pipeline.py --stages=eval,report   # redo only some stages (the others' outputs must exist)
     python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
 
