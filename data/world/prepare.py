@@ -129,9 +129,8 @@ POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "per
 def preference_pairs(world, n, cfg, split):
     """Same prompt, chosen against rejected, in ten categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
-    refusal on harmless look-alikes;
-    right fact over wrong fact, a refusal or "I don't know" (twice as often; one in five asked after a
-    declined request for the address); polite over rude; a
+    refusal on harmless look-alikes; right fact over wrong fact, a refusal or "I don't know" (twice
+    as often; one in five asked after a declined request for the address); polite over rude; a
     calculator call over a made-up number; a search and its result used faithfully over the result
     ignored or no search and an invented fact; a python call and its result over a wrong call, the
     result ignored or an invented answer; "I don't know" over an invented answer about unknown
