@@ -38,6 +38,7 @@ from data.world.prepare import ensure_world, world_folder
 from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
+from model import pad_batch
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
@@ -96,8 +97,8 @@ class PairScorer(torch.nn.Module):
     """The GPT with its scalar head, as one module whose forward is the training pass: DDP
     averages gradients only for what runs through the forward of the module it wraps, so the
     loop cannot call GPT.score on it directly. forward(ids (N, T), at (N,), targets) -> the
-    rewards read at positions at (N,), and with targets (B, T), B <= N, -1 where masked, the LM
-    head's mean next-token NLL on the first B rows, from the same hidden states (else None)."""
+    rewards read at positions at (N,), and with targets (B, T'), B <= N, T' <= T, -1 where masked,
+    the LM head's mean next-token NLL on the first B rows, from the same hidden states (else None)."""
 
     def __init__(self, gpt):
         super().__init__()
@@ -108,7 +109,7 @@ class PairScorer(torch.nn.Module):
         rewards = self.gpt.scalar_head(hidden).squeeze(-1).float().gather(1, at[:, None]).squeeze(1)  # (N,)
         if targets is None:
             return rewards, None
-        logits = self.gpt.lm_head(hidden[:len(targets)])  # (B, T, vocab)
+        logits = self.gpt.lm_head(hidden[:targets.size(0), :targets.size(1)])  # (B, T', vocab)
         return rewards, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
 
 
@@ -118,13 +119,8 @@ def pair_rewards(scorer, pairs, pad_id, device, with_nll=False):
     mean NLL of the chosen replies' tokens (else None)."""
     seqs = [p["chosen"][0] for p in pairs] + [p["rejected"][0] for p in pairs]
     ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T); right padding never reaches real tokens (causal)
-    targets = None
-    if with_nll:  # chosen rows only: the next token where it is a reply token, else -1
-        targets = torch.full((len(pairs), ids.size(1)), -1, dtype=torch.long)
-        for i, p in enumerate(pairs):
-            chosen, mask = p["chosen"]
-            targets[i, :len(chosen) - 1] = torch.tensor([t if m else -1 for t, m in zip(chosen[1:], mask[1:])])
-        targets = targets.to(device)
+    # chosen rows only: the next token where it is a reply token, else -1 (B, T'), T' < T
+    targets = pad_batch([p["chosen"] for p in pairs], pad_id, device)[1] if with_nll else None
     rewards, nll = scorer(ids, lengths - 1, targets)
     return rewards[:len(pairs)], rewards[len(pairs):], nll
 
