@@ -28,6 +28,8 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
     scalar_head: bool = False  # add a Linear(n_embd, 1) head: one number per position
+    reward_pooling: str = "last"  # a reward model's score: its scalar head at the reply's last token
+    #                               ("last") or averaged over the reply's tokens ("mean"); see pool_reward
 
 
 # ----------------------------------------------------------------------------- layers
@@ -199,6 +201,11 @@ class GPT(nn.Module):
             raise ValueError("this model has no scalar head (GPTConfig.scalar_head=False)")
         values = self.scalar_head(self.hidden_states(idx, attention_mask)).squeeze(-1).float()
         return values if at is None else values.gather(1, at[:, None]).squeeze(1)
+
+    def reward(self, idx, reply_mask):
+        """A reward model's score of each row (B,): the scalar head pooled over the reply's tokens
+        (reply_mask (B, T), 1 on them) as config.reward_pooling says."""
+        return pool_reward(self.score(idx), reply_mask, self.config.reward_pooling)
 
     # ------------------------------------------------------------------ optimisation
 
@@ -455,6 +462,25 @@ def last_real_index(attention_mask):
     padding is (left, right or both)."""
     positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
     return (attention_mask.long() * (positions + 1)).argmax(1)
+
+
+REWARD_POOLINGS = ("last", "mean")
+
+
+def pool_reward(values, reply_mask, pooling):
+    """Scalar-head values (B, T) -> one reward per row (B,), read from the positions where
+    reply_mask (B, T) is 1 (the reply's own tokens; prompt, tool results and padding are 0):
+      last: the value at the reply's last token, its end-of-turn token (Ouyang et al. 2022). One
+            hidden state must carry the verdict on the whole reply.
+      mean: the average over the reply's tokens. Each token's hidden state judges the token it
+            reads, so a wrong value copied from nowhere is caught where it stands (a reply that
+            contradicts a tool result it just read)."""
+    if pooling == "last":
+        return values.gather(1, last_real_index(reply_mask)[:, None]).squeeze(1)
+    if pooling == "mean":
+        mask = reply_mask.to(values.dtype)
+        return (values * mask).sum(1) / mask.sum(1).clamp(min=1)
+    raise ValueError(f"reward_pooling must be one of {REWARD_POOLINGS}, not {pooling!r}")
 
 
 def token_logprobs(logits, tokens):

@@ -12,7 +12,7 @@ One iteration:
   1. rollouts: sample a reply per prompt (GRPO: group_size per prompt) at temperature T, tool
      calls executed as in chat
      (generation.respond); a reply that never ends its turn gets missing_eos_score;
-  2. score: the reward model at the reply's end-of-turn token (or --reward=gold, the world's rules);
+  2. score: the reward model, pooled over the reply as it was trained (or --reward=gold, the world's rules);
   3. log-probs of the policy ("old") and of the reference, values from the value model, all from
      one forward pass each over the rollouts, with logits divided by T as when sampling;
   4. per-token rewards: -beta * (log pi - log ref) on every generated token, plus the score on the
@@ -41,7 +41,7 @@ from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_preferences, read_jsonl
 from generation import describe, respond
 from metrics import MetricsLog
-from model import last_real_index, pad_batch, token_logprobs
+from model import pad_batch, token_logprobs
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, derived_seed, lr_at, rank_slice, seed_step, setup_runtime, wrap_ddp
@@ -260,14 +260,15 @@ class AdaptiveKL:
 
 
 @torch.no_grad()
-def reward_model_scores(reward_model, ids, replies, tokenizer, rt):
-    """The reward model's score at the last token of prompt + reply (the end-of-turn token of a
-    finished reply), on exactly the tokens that were sampled."""
+def reward_model_scores(reward_model, ids, action, rt):
+    """The reward model's score of each rollout, on exactly the tokens that were sampled, pooled
+    over the policy's own tokens (tool results excluded) as in reward.py's training."""
+    reply_mask = F.pad(action, (1, 0)) > 0  # (B, T): action[t] is about token t + 1
     with rt.autocast():
-        return reward_model.score(ids, at=last_real_index(ids != tokenizer.eot))  # rollouts are right-padded with eot
+        return reward_model.reward(ids, reply_mask)
 
 
-def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
+def score_rollouts(cfg, rows, replies, ids, action, reward_model, rt):
     """(scores used for training, gold rewards or None, accuracy or None) for the rollouts; a
     reply that never ended its turn scores missing_eos_score either way. accuracy: the share of
     replies whose main behaviour the world's checker accepts (right answer, refusal, ...)."""
@@ -277,7 +278,7 @@ def score_rollouts(cfg, rows, replies, ids, reward_model, tokenizer, rt):
         gold = torch.tensor([gold_reward(r, x.messages, x.ended, scores=s) for r, x, s in zip(rows, replies, checks)],
                             device=rt.device)
         accuracy = sum(s[MAIN_BEHAVIOUR[r["info"]["category"]]] for r, s in zip(rows, checks)) / len(rows)
-    scores = gold.clone() if cfg.reward == "gold" else reward_model_scores(reward_model, ids, replies, tokenizer, rt)
+    scores = gold.clone() if cfg.reward == "gold" else reward_model_scores(reward_model, ids, action, rt)
     ended = torch.tensor([x.ended for x in replies], device=rt.device)
     scores = torch.where(ended, scores.float(), torch.full_like(scores.float(), cfg.missing_eos_score))
     return scores, gold, accuracy
@@ -445,7 +446,7 @@ def main():
                           generator=generator)
         ids, action, last = rollout_tensors(tokenizer, prompts, replies, rt.device)
         # 2. scores; 3. old and reference log-probs, values
-        scores, gold, accuracy = score_rollouts(cfg, batch_rows, replies, ids, reward_model, tokenizer, rt)
+        scores, gold, accuracy = score_rollouts(cfg, batch_rows, replies, ids, action, reward_model, rt)
         with autocast:
             old_logprobs, entropy, old_values = forward_in_chunks(
                 lambda x: policy_outputs(raw_model, x, cfg.temperature), ids, cfg.micro_batch_size)

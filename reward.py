@@ -7,8 +7,9 @@ with the Bradley-Terry model (Christiano et al. 2017; Ouyang et al. 2022). PPO o
                      --val_data=data/hh_rlhf/val.jsonl --out_dir=out/reward_hh   # GPU
     python reward.py --score=pairs.jsonl          # score {"prompt", "reply"} rows with out/reward
 
-The model is the GPT body with a scalar head, read at the last real token of prompt + reply
-(the reply's end-of-turn token). For a pair with rewards r_c (chosen) and r_r (rejected):
+The model is the GPT body with a scalar head, one number per position, averaged over the reply's
+own tokens (--pooling=mean; prompt and tool results excluded) or read at its end-of-turn token
+(--pooling=last, as in InstructGPT). For a pair with rewards r_c (chosen) and r_r (rejected):
 
     loss = -log sigmoid(r_c - r_r - margin) + center_coef * mean((r_c + r_r)^2)
 
@@ -24,21 +25,21 @@ for PPO.
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
-                 UserError, parse_config, run_main)
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
 from metrics import MetricsLog
-from model import pad_batch
+from model import REWARD_POOLINGS, pad_batch, pool_reward
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
@@ -53,7 +54,9 @@ class RewardConfig:
     out_dir: Path = "out/reward"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
-    # loss
+    # model and loss
+    pooling: Annotated[str, OneOf(REWARD_POOLINGS)] = "mean"  # the reward: the scalar head averaged over the
+    #                                                            reply's tokens (mean) or at its last token (last)
     margin: NonNegativeFloat = 0.0  # ask for r_chosen - r_rejected >= margin (0: plain Bradley-Terry)
     center_coef: NonNegativeFloat = 0.01  # reward centering coefficient (Eisenstein et al.): keeps the scale in check
     lm_coef: NonNegativeFloat = 0.0  # weight of the chosen replies' NLL (GRM's regulariser, Yang et al. 2024)
@@ -84,29 +87,33 @@ class RewardConfig:
 # ----------------------------------------------------------------------------- loss
 
 
-def pad_right(sequences, pad_id, device):
-    """Token-id lists -> ids (B, T) right-padded, and the lengths (B,)."""
-    T = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, :len(s)] = torch.tensor(s)
-    return ids.to(device), torch.tensor([len(s) for s in sequences], device=device)
+def pad_right(examples, pad_id, device):
+    """[(ids, reply mask)] -> ids (B, T) right-padded, and the reply mask (B, T) (0 on padding)."""
+    T = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    reply_mask = torch.zeros((len(examples), T), dtype=torch.bool)
+    for i, (seq, mask) in enumerate(examples):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        reply_mask[i, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
+    return ids.to(device), reply_mask.to(device)
 
 
 class PairScorer(torch.nn.Module):
     """The GPT with its scalar head, as one module whose forward is the training pass: DDP
     averages gradients only for what runs through the forward of the module it wraps, so the
-    loop cannot call GPT.score on it directly. forward(ids (N, T), at (N,), targets) -> the
-    rewards read at positions at (N,), and with targets (B, T'), B <= N, T' <= T, -1 where masked,
-    the LM head's mean next-token NLL on the first B rows, from the same hidden states (else None)."""
+    loop cannot call GPT.reward on it directly. forward(ids (N, T), reply_mask (N, T), targets) ->
+    the rewards (N,) pooled over the reply tokens as the model's config says, and with targets
+    (B, T'), B <= N, T' <= T, -1 where masked, the LM head's mean next-token NLL on the first B
+    rows, from the same hidden states (else None)."""
 
     def __init__(self, gpt):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, ids, at, targets=None):
+    def forward(self, ids, reply_mask, targets=None):
         hidden = self.gpt.hidden_states(ids)  # (N, T, n_embd)
-        rewards = self.gpt.scalar_head(hidden).squeeze(-1).float().gather(1, at[:, None]).squeeze(1)  # (N,)
+        values = self.gpt.scalar_head(hidden).squeeze(-1).float()  # (N, T)
+        rewards = pool_reward(values, reply_mask, self.gpt.config.reward_pooling)  # (N,)
         if targets is None:
             return rewards, None
         logits = self.gpt.lm_head(hidden[:targets.size(0), :targets.size(1)])  # (B, T', vocab)
@@ -115,13 +122,13 @@ class PairScorer(torch.nn.Module):
 
 def pair_rewards(scorer, pairs, pad_id, device, with_nll=False):
     """Rewards of the chosen and rejected replies (B,), (B,): one forward pass over both,
-    right-padded, each read at its last real token (the end-of-turn token); with_nll, also the
-    mean NLL of the chosen replies' tokens (else None)."""
-    seqs = [p["chosen"][0] for p in pairs] + [p["rejected"][0] for p in pairs]
-    ids, lengths = pad_right(seqs, pad_id, device)  # (2B, T); right padding never reaches real tokens (causal)
+    right-padded, each pooled over its own reply tokens; with_nll, also the mean NLL of the
+    chosen replies' tokens (else None)."""
+    examples = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    ids, reply_mask = pad_right(examples, pad_id, device)  # (2B, T); right padding never reaches real tokens (causal)
     # chosen rows only: the next token where it is a reply token, else -1 (B, T'), T' < T
     targets = pad_batch([p["chosen"] for p in pairs], pad_id, device)[1] if with_nll else None
-    rewards, nll = scorer(ids, lengths - 1, targets)
+    rewards, nll = scorer(ids, reply_mask, targets)
     return rewards[:len(pairs)], rewards[len(pairs):], nll
 
 
@@ -196,22 +203,24 @@ def spearman(a, b):
 
 @torch.no_grad()
 def score_replies(reward_model, tokenizer, prompts, replies, rt, batch_size=32):
-    """Reward-model scores of (prompt, reply) pairs (message lists or strings), read at the
-    reply's end-of-turn token, as in training."""
+    """Reward-model scores of (prompt, reply) pairs (message lists or strings), pooled over the
+    reply's tokens as in training."""
     reward_model.eval()
+    block = reward_model.config.block_size
     scores = []
     for i in range(0, len(prompts), batch_size):
-        seqs = []
+        examples = []
         for prompt, reply in zip(prompts[i:i + batch_size], replies[i:i + batch_size]):
             prompt, reply = as_messages(prompt, "user"), as_messages(reply, "assistant")
             try:
-                seqs.append(render_pair(tokenizer, prompt, reply, reward_model.config.block_size)[0])
-            except ReplyTooLong:  # a reply longer than the context: score its last block_size tokens
-                ids = tokenizer.render_chat(prompt + reply)[0][:-len(tokenizer.newline)]
-                seqs.append(ids[-reward_model.config.block_size:])
-        ids, lengths = pad_right(seqs, tokenizer.eot, rt.device)
+                examples.append(render_pair(tokenizer, prompt, reply, block)[:2])
+            except ReplyTooLong:  # a reply longer than the context: score its last block tokens (all the reply's)
+                ids, mask = tokenizer.render_chat(prompt + reply)
+                end = len(ids) - len(tokenizer.newline)  # end at the last <|im_end|>, as render_pair does
+                examples.append((ids[:end][-block:], mask[:end][-block:]))
+        ids, reply_mask = pad_right(examples, tokenizer.eot, rt.device)
         with rt.autocast():
-            scores += reward_model.score(ids, at=lengths - 1).tolist()
+            scores += reward_model.reward(ids, reply_mask).tolist()
     return scores
 
 
@@ -240,6 +249,7 @@ def main():
     # model: the SFT body with a new scalar head (Ouyang et al. start the reward model from SFT)
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
                                          hint="make it with `python sft.py` first")
+    raw_model.config.reward_pooling = cfg.pooling  # saved with the weights: PPO and --score read it the same way
     # data
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)

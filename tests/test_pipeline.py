@@ -82,6 +82,7 @@ def test_every_stage_writes_its_checkpoint_metrics_and_plots(stages):
 
 def test_reward_model_chosen_replies_average_zero_after_training(stages, small_world):
     model, tokenizer, ckpt = load_model(str(stages / "reward"))
+    assert model.config.reward_pooling == "mean"  # reward.py's default, saved with the weights for PPO to read
     pairs, _ = load_preferences(f"{small_world}/prefs_train.jsonl", tokenizer, model.config.block_size)
     _, chosen = reward.evaluate_pairs(model, pairs, reward.RewardConfig(), tokenizer.eot, setup_runtime("cpu"))
     assert abs(chosen.mean().item()) < 1e-4

@@ -8,7 +8,8 @@ import torch
 from generation import Reply
 from model import GPT, GPTConfig
 from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
-                 group_advantages, k3_kl, nll_loss, per_token_rewards, policy_outputs, rollout_tensors, whiten)
+                 group_advantages, k3_kl, nll_loss, per_token_rewards, policy_outputs, reward_model_scores,
+                 rollout_tensors, whiten)
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
@@ -111,6 +112,23 @@ def test_kl_penalty_and_score_land_on_the_generated_tokens():
     assert rewards[0][action[0] == 1][:-1].tolist() == pytest.approx([-0.05] * 4)  # -beta * 0.5
     assert rewards[0, -1].item() == pytest.approx(3.0 - 0.05)
     assert (rewards[0][action[0] == 0] == 0).all() and kl.sum().item() == pytest.approx(0.5 * 5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_the_reward_model_reads_the_policys_tokens_as_in_training(pooling):
+    """PPO scores a rollout over the tokens the policy wrote (not the prompt, not the tool's result),
+    the same positions reward.py trained on: by hand, from the rollout's own forward pass."""
+    tok, prompt, reply = fake_rollout()
+    ids, action, _ = rollout_tensors(tok, [prompt], [reply], "cpu")
+    torch.manual_seed(0)
+    rm = GPT(GPTConfig(block_size=64, vocab_size=320, n_layer=1, n_head=2, n_embd=16, scalar_head=True,
+                       reward_pooling=pooling)).eval()
+    values = rm.score(ids)[0].double()
+    n_prompt = len(tok.render_prompt(prompt))
+    written = [n_prompt + k for k, a in enumerate(reply.action_mask) if a]  # tokens 10, 11, 12, 20, 21
+    assert ids[0, written].tolist() == [10, 11, 12, 20, 21]
+    expected = values[written[-1]] if pooling == "last" else values[written].mean()
+    assert reward_model_scores(rm, ids, action, RT).item() == pytest.approx(expected.item(), abs=1e-5)
 
 
 def test_first_minibatch_ratio_is_exactly_one():

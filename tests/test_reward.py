@@ -9,7 +9,7 @@ from cli import UserError
 from data_formats import load_preferences, render_pair
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, last_real_index, pad_batch
+from model import GPT, GPTConfig, last_real_index, pad_batch, pool_reward
 from reward import PairScorer, bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
 from runtime import setup_runtime
 from tokenizer import Tokenizer
@@ -26,34 +26,57 @@ def test_loss_margin_and_centering_by_hand():
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-0.8)) + 0.01 * 4.0, abs=1e-6)
 
 
-def tiny_reward_model():
+def tiny_reward_model(pooling="last"):
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=32, vocab_size=300, n_layer=2, n_head=2, n_embd=16, scalar_head=True)).eval()
+    return GPT(GPTConfig(block_size=32, vocab_size=300, n_layer=2, n_head=2, n_embd=16, scalar_head=True,
+                         reward_pooling=pooling)).eval()
 
 
-def test_score_is_read_at_the_last_real_token_whatever_the_padding():
-    model = tiny_reward_model()
-    rows = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
-    alone = torch.stack([model.score(torch.tensor([r]))[0, -1] for r in rows])
-    right, lengths = pad_right(rows, 0, "cpu")
-    assert torch.allclose(model.score(right, at=lengths - 1), alone, atol=1e-5)
-    T = max(map(len, rows))
-    left = torch.tensor([[0] * (T - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows])
-    assert last_real_index(mask).tolist() == [T - 1] * 3
-    assert torch.allclose(model.score(left, mask, at=last_real_index(mask)), alone, atol=1e-5)
+def by_hand(model, ids, mask):
+    """The reward of one unpadded row, from its own forward pass: the head at the last reply token
+    ("last"), or the float64 average of the head over the reply tokens ("mean")."""
+    values = model.score(torch.tensor([ids]))[0].double()
+    reply = [t for t, m in enumerate(mask) if m]
+    if model.config.reward_pooling == "last":
+        return values[reply[-1]].item()
+    return sum(values[t].item() for t in reply) / len(reply)
 
 
-def test_pair_rewards_match_separate_scoring():
-    model = tiny_reward_model()
-    pairs = [{"chosen": ([1, 2, 3], None), "rejected": ([1, 2, 4, 5, 6], None)},
-             {"chosen": ([7, 8, 9, 10], None), "rejected": ([7, 8], None)}]
+def test_pooling_by_hand():
+    values = torch.tensor([[1.0, 2.0, 3.0, 4.0, 9.0], [5.0, 6.0, 7.0, 9.0, 9.0]])
+    mask = torch.tensor([[0, 1, 0, 1, 0], [0, 0, 1, 0, 0]])  # a prompt, a tool result between two reply tokens
+    assert pool_reward(values, mask, "last").tolist() == [4.0, 7.0]
+    assert pool_reward(values, mask, "mean").tolist() == [3.0, 7.0]  # (2 + 4) / 2: the tool token's 3 left out
+    with pytest.raises(ValueError, match="reward_pooling must be one of"):
+        pool_reward(values, mask, "max")
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_the_reward_ignores_prompt_tool_tokens_and_padding(pooling):
+    model = tiny_reward_model(pooling)
+    rows = [([5, 6, 7, 8, 9, 10], [0, 0, 1, 0, 1, 1]), ([11, 12], [0, 1]), ([13, 14, 15, 16], [0, 1, 1, 1])]
+    alone = [by_hand(model, ids, mask) for ids, mask in rows]
+    right, reply_mask = pad_right(rows, 0, "cpu")
+    assert model.reward(right, reply_mask).tolist() == pytest.approx(alone, abs=1e-5)
+    T = max(len(ids) for ids, _ in rows)  # left padding: the positions move, the rewards do not
+    left = torch.tensor([[0] * (T - len(ids)) + ids for ids, _ in rows])
+    real = torch.tensor([[0] * (T - len(ids)) + [1] * len(ids) for ids, _ in rows])
+    left_mask = torch.tensor([[0] * (T - len(ids)) + mask for ids, mask in rows])
+    assert last_real_index(real).tolist() == [T - 1] * 3
+    values = model.score(left, real)
+    assert pool_reward(values, left_mask, pooling).tolist() == pytest.approx(alone, abs=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pair_rewards_match_separate_scoring(pooling):
+    model = tiny_reward_model(pooling)
+    pairs = [{"chosen": ([1, 2, 3], [0, 1, 1]), "rejected": ([1, 2, 4, 5, 6], [0, 1, 1, 0, 1])},
+             {"chosen": ([7, 8, 9, 10], [0, 0, 1, 1]), "rejected": ([7, 8], [0, 1])}]
     chosen, rejected, nll = pair_rewards(PairScorer(model), pairs, 0, "cpu")
     assert nll is None
     for i, p in enumerate(pairs):
-        assert chosen[i].item() == pytest.approx(model.score(torch.tensor([p["chosen"][0]]))[0, -1].item(), abs=1e-5)
-        assert rejected[i].item() == pytest.approx(model.score(torch.tensor([p["rejected"][0]]))[0, -1].item(),
-                                                   abs=1e-5)
+        assert chosen[i].item() == pytest.approx(by_hand(model, *p["chosen"]), abs=1e-5)
+        assert rejected[i].item() == pytest.approx(by_hand(model, *p["rejected"]), abs=1e-5)
 
 
 def test_the_lm_term_is_the_chosen_replies_mean_nll_in_float64():
@@ -108,14 +131,24 @@ def test_preference_files_report_cut_and_dropped_pairs_and_name_bad_lines(tmp_pa
             load_preferences(str(tmp_path / "bad.jsonl"), tok, 64)
 
 
-def test_score_replies_equals_the_training_path():
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_score_replies_equals_the_training_path(pooling):
     tok = Tokenizer({"kind": "byte"})
-    tok_model = GPT(GPTConfig(block_size=64, vocab_size=320, n_layer=1, n_head=2, n_embd=16, scalar_head=True)).eval()
-    prompts, replies = ["hi", "what is 2+2?"], ["hello!", "4"]
+    torch.manual_seed(0)
+    tok_model = GPT(GPTConfig(block_size=64, vocab_size=320, n_layer=1, n_head=2, n_embd=16, scalar_head=True,
+                              reward_pooling=pooling)).eval()
+    tool_reply = [{"role": "assistant", "content": "", "tool_calls": [
+                      {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "2+2"}}}]},
+                  {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4."}]
+    prompts, replies = ["hi", "what is 2+2?", "what is 2+2?"], ["hello!", "4", tool_reply]
     scores = score_replies(tok_model, tok, prompts, replies, setup_runtime("cpu"))
     for p, r, s in zip(prompts, replies, scores):
-        ids, _, _ = render_pair(tok, [{"role": "user", "content": p}], [{"role": "assistant", "content": r}], 64)
-        assert s == pytest.approx(tok_model.score(torch.tensor([ids]))[0, -1].item(), abs=1e-5)
+        r = r if isinstance(r, list) else [{"role": "assistant", "content": r}]
+        ids, mask, _ = render_pair(tok, [{"role": "user", "content": p}], r, 64)
+        assert s == pytest.approx(by_hand(tok_model, ids, mask), abs=1e-5)
+    # the reply's mask covers the call and the answer, never the tool's result
+    ids, mask, _ = render_pair(tok, [{"role": "user", "content": prompts[2]}], tool_reply, 64)
+    assert tok.decode([t for t, m in zip(ids, mask) if m]) == "<|tool_call|>calculator(2+2)<|im_end|>4.<|im_end|>"
 
 
 def test_spearman_by_hand():
