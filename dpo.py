@@ -2,10 +2,9 @@
 Stage 3b, Direct Preference Optimization (Rafailov et al. 2023): align the SFT model on preference
 pairs directly, with no reward model and no sampling during training.
 
-    python dpo.py                                    # from out/sft on the world's pairs, CPU, ~2 min
+    python dpo.py                                    # from out/sft on the world's pairs, CPU, ~5 min
     python dpo.py --sweep=0.03,0.1,0.3,1             # one run per beta + the gold-reward/KL frontier plot
-    python dpo.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
-                  --val_data=data/hh_rlhf/val.jsonl --out_dir=out/dpo_hh     # GPU
+    python dpo.py --config=config/dpo_hh.cfg         # HH-RLHF from the Alpaca SFT model, GPU (beta 0.1)
 
 The policy and a frozen reference both start from the SFT model. With sequence log-probs
 summed over the reply's tokens, pi_c, pi_r for the policy and ref_c, ref_r for the reference,
@@ -71,7 +70,9 @@ class DPOConfig:
     loss_type: Annotated[str, OneOf(LOSS_TYPES)] = "sigmoid"  # sigmoid (DPO), ipo, hinge; ipo on log-ratios
     #                                                           summed over the reply, as in Azar et al. (TRL
     #                                                           averages them per token, so its beta differs)
-    beta: PositiveFloat = 0.1  # strength of the pull towards the reference (higher: stay closer)
+    beta: PositiveFloat = 0.3  # strength of the pull towards the reference (higher: stay closer). The DPO
+    #                            paper's 0.1 lets the world's 0.8M-parameter model drift: the harmless pairs'
+    #                            rejected refusals drag down the harmful prompts' refusals with them
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0  # conservative DPO: the share of
     #                                                                        preference labels assumed flipped
     nll_coef: NonNegativeFloat = 2.0  # weight of the chosen replies' per-token NLL added to the loss (RPO;
