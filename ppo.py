@@ -1,15 +1,17 @@
 """
 Stage 3c, RLHF with PPO (Ziegler et al. 2019; Stiennon et al. 2020; Ouyang et al. 2022): the
 policy samples replies, the reward model scores them, and PPO pushes the policy towards higher
-reward while a per-token KL penalty keeps it near the SFT model. GRPO (Shao et al. 2024) is a
-variant without a value model.
+reward while a per-token KL penalty keeps it near the SFT model. GRPO (Shao et al. 2024) and
+RLOO (Ahmadian et al. 2024) are variants without a value model: several replies per prompt, each
+judged against the others.
 
     python ppo.py                                   # PPO against out/reward from out/sft, CPU, ~2 min
     python ppo.py --beta=0 --out_dir=out/ppo_beta0  # no KL penalty: does the policy hack the reward model?
     python ppo.py --algo=grpo --reward=gold --prompt_categories=arithmetic,tool --out_dir=out/grpo
+    python ppo.py --algo=rloo --out_dir=out/rloo
 
 One iteration:
-  1. rollouts: sample a reply per prompt (GRPO: group_size per prompt) at temperature T, tool
+  1. rollouts: sample a reply per prompt (GRPO, RLOO: group_size per prompt) at temperature T, tool
      calls executed as in chat
      (generation.respond); a reply that never ends its turn gets missing_eos_score;
   2. score: the reward model, pooled over the reply as it was trained (or --reward=gold, the world's rules);
@@ -18,8 +20,11 @@ One iteration:
   4. per-token rewards: -beta * (log pi - log ref) on every generated token, plus the score on the
      last one; advantages by GAE over generated tokens only (tool output is the environment's),
      whitened over real tokens; GRPO: the group-normalised score as every token's advantage;
+     RLOO: the reply's score minus beta times its summed KL, minus the mean of the same for the
+     other replies to the prompt (the leave-one-out baseline), as every token's advantage;
   5. ppo_epochs passes over the rollouts in minibatches: clipped policy loss, clipped value loss
-     (GRPO: clipped policy loss + beta * k3 KL estimate to the reference, no value model), plus
+     (GRPO: clipped policy loss + beta * k3 KL estimate to the reference; RLOO: the clipped policy
+     loss alone, its KL already in the reward; neither has a value model), plus
      nll_coef times the NLL of preferred replies (PPO-ptx), for skills the reward model cannot judge.
 """
 
@@ -59,7 +64,8 @@ class PPOConfig:
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss: the algorithm, the reward and its KL shaping
-    algo: Annotated[str, OneOf(("ppo", "grpo"))] = "ppo"  # ppo, or grpo (group-normalised advantages, no value model)
+    algo: Annotated[str, OneOf(("ppo", "grpo", "rloo"))] = "ppo"  # ppo; grpo (group-normalised advantages) or rloo
+    #                                                               (leave-one-out baseline): no value model
     reward: Annotated[str, OneOf(("model", "gold"))] = "model"  # model: the reward model's score; gold: the
     #                                                             world's rule-based gold_reward
     missing_eos_score: float = -2.0  # the score of a reply that never ends its turn: it replaces the
@@ -74,7 +80,7 @@ class PPOConfig:
     lam: Annotated[float, Range(0, 1)] = 0.95  # GAE lambda
     # rollouts
     rollout_batch: PositiveInt = 32  # prompts per iteration, over all processes
-    group_size: PositiveInt = 4  # GRPO: replies sampled per prompt
+    group_size: PositiveInt = 4  # GRPO, RLOO: replies sampled per prompt (RLOO needs at least 2)
     max_new_tokens: PositiveInt = 48  # longest reply
     temperature: PositiveFloat = 0.7  # sampling temperature; log-probs everywhere use logits / temperature
     # optimisation
@@ -214,6 +220,15 @@ def group_advantages(scores, group_size, eps=1e-6):
     groups = scores.view(-1, group_size)
     normalised = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
     return normalised.view(-1)
+
+
+def leave_one_out_advantages(rewards, group_size):
+    """RLOO: each reply's reward minus the mean reward of the other group_size - 1 replies to the
+    same prompt (Kool et al. 2019; Ahmadian et al. 2024). The baseline never sees the reply it
+    judges, so the estimate stays unbiased; it equals k / (k - 1) * (r_i - group mean)."""
+    groups = rewards.view(-1, group_size)  # (prompts, k)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).view(-1)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -371,7 +386,10 @@ def main():
     world = world_folder(cfg.prompts)
     suites = load_suites(world, cfg.eval_per_suite) if cfg.eval_per_suite and world else None
     tools = Tools.with_encyclopedia(world)  # the rollouts call tools as a chat would
-    per_rank = cfg.rollout_batch // rt.world_size * (cfg.group_size if cfg.algo == "grpo" else 1)
+    grouped = cfg.algo in ("grpo", "rloo")  # several replies per prompt, judged against each other
+    if cfg.algo == "rloo" and cfg.group_size < 2:
+        raise UserError("--algo=rloo needs --group_size of at least 2: the baseline is the other replies' mean")
+    per_rank = cfg.rollout_batch // rt.world_size * (cfg.group_size if grouped else 1)
     minibatch = cfg.minibatch_size // rt.world_size
     if cfg.rollout_batch % rt.world_size or per_rank % minibatch or minibatch % cfg.micro_batch_size:
         raise UserError("rollout_batch, minibatch_size and micro_batch_size must divide evenly over processes")
@@ -401,7 +419,7 @@ def main():
     run_folder.begin()  # inputs all checked: from here on the run writes out_dir
     log = MetricsLog(cfg.out_dir, rt, cfg.max_steps, cfg.log_interval, start_step, cfg.resume)
     rt.print(f"{cfg.algo.upper()}: {len(rows)} prompts, {cfg.rollout_batch} per iteration"
-             + (f" x {cfg.group_size} replies" if cfg.algo == "grpo" else "")
+             + (f" x {cfg.group_size} replies" if grouped else "")
              + f", reward: {'the reward model ' + cfg.reward_model if cfg.reward == 'model' else 'gold (rules)'}, "
                f"beta {kl_control.beta}{' adaptive' if cfg.target_kl else ''}")
 
@@ -438,7 +456,7 @@ def main():
             group["lr"] = lr
         # 1. rollouts
         batch_rows = [rows[i] for i in rank_slice(batch_indices(cfg.seed, step, len(rows), cfg.rollout_batch), rt)]
-        if cfg.algo == "grpo":
+        if grouped:
             batch_rows = [r for r in batch_rows for _ in range(cfg.group_size)]
         prompts = [r["prompt"] for r in batch_rows]
         generator = torch.Generator(device=rt.device).manual_seed(derived_seed(cfg.seed, step, rt.rank))
@@ -458,9 +476,13 @@ def main():
             rewards, kl = per_token_rewards(scores, old_logprobs, ref_logprobs, action, last, kl_control.beta)
             advantages, returns = gae(rewards, old_values, action, cfg.gamma, cfg.lam)
             advantages = whiten(advantages, action, rt)
-        else:
+        elif cfg.algo == "grpo":
             kl = (old_logprobs - ref_logprobs) * action
             advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
+        else:  # RLOO: the KL penalty folded into each reply's reward, the whole reply one action (as TRL)
+            kl = (old_logprobs - ref_logprobs) * action
+            rlhf_rewards = scores - kl_control.beta * kl.sum(1)  # (B,)
+            advantages, returns = leave_one_out_advantages(rlhf_rewards, cfg.group_size)[:, None] * action, None
         # 5. PPO epochs over minibatches: one optimizer step per minibatch
         stats = {"loss/policy": [], "loss/value": [], "loss/kl": [], "loss/nll": [], "policy/approxkl": [],
                  "policy/clipfrac": [], "policy/ratio": []}
@@ -492,16 +514,18 @@ def main():
                         logprobs, _, values = policy_outputs(model, ids[chunk], cfg.temperature)
                         pg_loss, ratio, clipfrac = clipped_policy_loss(
                             logprobs, old_logprobs[chunk], advantages[chunk], action[chunk], cfg.clip_range,
-                            per_sequence=cfg.algo == "grpo")
+                            per_sequence=grouped)
                         if cfg.algo == "ppo":
                             value_loss = clipped_value_loss(values, old_values[chunk], returns[chunk], action[chunk],
                                                             cfg.clip_range_value)
                             loss = pg_loss + cfg.vf_coef * value_loss
                             stats["loss/value"].append(value_loss.item())
-                        else:  # GRPO: the KL to the reference is a loss term, not a reward penalty
+                        elif cfg.algo == "grpo":  # the KL to the reference is a loss term, not a reward penalty
                             kl_loss = masked_mean(k3_kl(logprobs, ref_logprobs[chunk]), action[chunk], dim=1).mean()
                             loss = pg_loss + kl_control.beta * kl_loss
                             stats["loss/kl"].append(kl_loss.item())
+                        else:  # RLOO: the KL is in the advantages already
+                            loss = pg_loss
                         loss = loss * len(chunk) / len(minibatch_rows)  # this micro-batch's share of the minibatch
                     loss.backward()
                     log_ratio = (logprobs - old_logprobs[chunk]).detach()

@@ -214,6 +214,13 @@ def test_bad_nll_pairs_are_caught_before_the_first_step(models, small_world, tmp
                        + FEW[:1], tmp_path / "out", capsys, "bad.jsonl:2: chosen and rejected are the same")
 
 
+def test_rloo_needs_two_replies_per_prompt(models, small_world, tmp_path, capsys):
+    assert_clean_error(ppo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
+                             f"--prompts={small_world}/rl_prompts.jsonl", "--algo=rloo", "--group_size=1",
+                             "--eval_per_suite=0"] + FEW[:1], tmp_path / "out", capsys,
+                       "--algo=rloo needs --group_size of at least 2")
+
+
 def test_long_prompts_are_dropped_and_counted(models, small_world, tmp_path, capsys):
     rows = [PROMPT] * 3 + [{"prompt": [{"role": "user", "content": "x" * 5000}]}]
     prompts = write_jsonl(tmp_path / "p.jsonl", rows)

@@ -180,13 +180,15 @@ def test_ppo_under_torchrun_with_the_nll_term(stages, small_world, tmp_path):
     assert len(train_losses(tmp_path / "two", "loss/nll")) == 2
 
 
-def test_grpo_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_path):
-    args = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / "grpo") + [
-        "--algo=grpo", "--reward=gold", "--prompt_categories=arithmetic,tool", "--max_steps=2", "--group_size=2"]
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_group_algorithms_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_path, algo):
+    args = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / algo) + [
+        f"--algo={algo}", "--reward=gold", "--prompt_categories=arithmetic,tool", "--max_steps=2", "--group_size=2"]
     assert run_script(ppo, args) == 0
-    rows = [r for r in metrics(tmp_path / "grpo") if "objective/scores" in r]
-    assert len(rows) == 2 and "loss/kl" in rows[0] and "loss/value" not in rows[0]
-    assert torch.load(tmp_path / "grpo" / "ckpt.pt", weights_only=True)["stage"] == "grpo"
+    rows = [r for r in metrics(tmp_path / algo) if "objective/scores" in r]
+    # no value model; GRPO's KL is a loss term, RLOO's is inside the reward
+    assert len(rows) == 2 and ("loss/kl" in rows[0]) == (algo == "grpo") and "loss/value" not in rows[0]
+    assert torch.load(tmp_path / algo / "ckpt.pt", weights_only=True)["stage"] == algo
 
 
 def test_eval_scores_the_rl_prompts_by_category(stages, small_world, tmp_path):

@@ -8,8 +8,8 @@ import torch
 from generation import Reply
 from model import GPT, GPTConfig
 from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
-                 group_advantages, k3_kl, nll_loss, per_token_rewards, policy_outputs, reward_model_scores,
-                 rollout_tensors, whiten)
+                 group_advantages, k3_kl, leave_one_out_advantages, nll_loss, per_token_rewards, policy_outputs,
+                 reward_model_scores, rollout_tensors, whiten)
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
@@ -78,6 +78,19 @@ def test_grpo_advantages_by_hand():
     # group 1: mean 0.5, std (unbiased) sqrt(1/3): +-0.5 * sqrt(3); group 2: all equal -> 0
     expected = [0.5 * math.sqrt(3), -0.5 * math.sqrt(3), -0.5 * math.sqrt(3), 0.5 * math.sqrt(3), 0, 0, 0, 0]
     assert group_advantages(scores, 4).tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_rloo_advantages_by_hand():
+    # groups of 4: [1, 2, 3, 6], the others' means 11/3, 10/3, 3, 2; [0, 4, 5, 5]: 14/3, 10/3, 3, 3
+    advantages = leave_one_out_advantages(torch.tensor([1.0, 2.0, 3.0, 6.0, 0.0, 4.0, 5.0, 5.0]), 4)
+    assert advantages.tolist() == pytest.approx([1 - 11 / 3, 2 - 10 / 3, 0.0, 4.0, -14 / 3, 2 / 3, 2.0, 2.0])
+    pairs = leave_one_out_advantages(torch.tensor([0.0, 4.0, 5.0, 5.0]), 2)
+    assert pairs.tolist() == pytest.approx([-4.0, 4.0, 0.0, 0.0])  # a tie teaches nothing
+    # the textbook identity: r_i - mean(others) = k / (k - 1) * (r_i - mean(all))
+    r = torch.randn(3 * 5, dtype=torch.float64)
+    groups = r.view(3, 5)
+    expected = 5 / 4 * (groups - groups.mean(1, keepdim=True))
+    assert torch.allclose(leave_one_out_advantages(r, 5), expected.view(-1))
 
 
 def test_k3_estimator_matches_kl_in_expectation():

@@ -47,7 +47,7 @@ ROWS = [
     ("val loss, chats (assistant tokens)", "val_loss_chat"),
     ("val loss, pretraining text", "val_loss_text"),
 ]
-CHAT_STAGES = ("sft", "dpo", "ppo", "grpo")
+CHAT_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")
 
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
