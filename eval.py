@@ -4,6 +4,7 @@ The behaviour scorecard: what each stage taught, measured on the world's held-ou
     python eval.py                                        # every stage that has a checkpoint
     python eval.py --checkpoints=out/sft,out/dpo --per_suite=50
     python eval.py --checkpoints=out/sft,out/grpo --prompts=data/world/rl_prompts.jsonl --out_dir=out/eval_rl_prompts
+    python eval.py --checkpoints=out/sft,out/grpo --pass_at_k=16 --pass_suites=arithmetic --out_dir=out/eval_passk
 
 For each checkpoint: the share of right replies per behaviour (knowledge of SFT-seen and of
 held-out people, arithmetic, calculator use, python use, persona, memory, refusal of harmful
@@ -13,19 +14,31 @@ world's mean gold reward, and two val losses (assistant tokens of held-out chats
 text). Replies are generated exactly as chat.py does (greedy, tools executed). A base model,
 which cannot chat, is probed with completions instead ("Rupe Tendorel works as a" -> "painter").
 
-Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies).
+With --pass_at_k=n, each prompt of the pass_suites is also answered n times at temperature 1, and
+pass@k for k = 1..n is the chance that k of those samples hold a right one (Chen et al. 2021's
+unbiased estimator): pass@1 is what one sample gets, pass@n what the model can reach at all. RL
+that only sharpens the model raises pass@1 towards pass@n and leaves pass@n where it was.
+
+Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies),
+with --pass_at_k also a pass@k table in scorecard.md and out_dir/pass_at_k.png.
 The scoring itself lives in data/world/scorecard.py, which the training stages also track.
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
 from checkpoint import check_kind, load_checkpoint, load_model
 from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
+from data.world.checkers import MAIN_BEHAVIOUR, score
 from data.world.prepare import ensure_world
 from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
+from generation import respond
+from metrics import plot_series
 from run_folder import check_writable
 from tools import Tools
 from runtime import setup_runtime
@@ -41,6 +54,10 @@ class EvalConfig:
     #                                 data/world/rl_prompts.jsonl: what RL trained on, grouped by category
     batch_size: PositiveInt = 64  # prompts generated together
     max_new_tokens: PositiveInt = 96  # longest reply
+    pass_at_k: NonNegativeInt = 0  # > 0: also pass@1..pass_at_k on pass_suites, from that many replies per prompt
+    #                                sampled at temperature 1 (0: off)
+    pass_suites: str = "arithmetic"  # comma-separated suites for pass@k
+    seed: int = 1337  # seed of the pass@k samples
     device: Device = "auto"  # auto, cpu, cuda, mps
 
 
@@ -59,7 +76,48 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     if scores["val_loss_text"] is None:
         print(f"  {path}: no pretraining-text val loss: its tokenizer ({tokenizer}) is not the one "
               f"{cfg.data_dir}/val.bin was written with")
-    return {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
+    result = {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
+    if cfg.pass_at_k and is_chat_model(ckpt):
+        result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, cfg, rt)
+    return result
+
+
+# ----------------------------------------------------------------------------- pass@k
+
+
+def pass_at_k(n, c, k):
+    """The unbiased estimator of pass@k from n samples of which c are right (Chen et al. 2021): the
+    chance that k of them, drawn without replacement, include a right one, 1 - C(n - c, k) / C(n, k)."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # comb is 0 when n - c < k: then pass@k is 1
+
+
+def right_counts(model, tokenizer, rows, n, tools, cfg, rt):
+    """For each prompt, how many of n replies sampled at temperature 1 the world's checker accepts."""
+    generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
+    per_batch = max(1, cfg.batch_size // n)  # prompts per batch: each is repeated n times
+    counts = []
+    for i in range(0, len(rows), per_batch):
+        batch = [row for row in rows[i:i + per_batch] for _ in range(n)]  # (prompts * n) rows, a prompt's n together
+        replies = respond(model, tokenizer, [r["prompt"] for r in batch], cfg.max_new_tokens, temperature=1.0,
+                          tools=tools, generator=generator)
+        hits = [score(row, reply.messages, reply.ended)[MAIN_BEHAVIOUR[row["info"]["category"]]]
+                for row, reply in zip(batch, replies)]
+        counts += [sum(hits[j:j + n]) for j in range(0, len(hits), n)]
+    return counts
+
+
+def pass_at_k_curves(model, tokenizer, suites, cfg, rt):
+    """{suite: [pass@1, ..., pass@n]}, each the mean over the suite's prompts."""
+    curves = {}
+    for suite in cfg.pass_suites.split(","):
+        counts = right_counts(model, tokenizer, suites[suite], cfg.pass_at_k, Tools.with_encyclopedia(cfg.data_dir),
+                              cfg, rt)
+        curves[suite] = [sum(pass_at_k(cfg.pass_at_k, c, k) for c in counts) / len(counts)
+                         for k in range(1, cfg.pass_at_k + 1)]
+    return curves
+
+
+# ----------------------------------------------------------------------------- the tables
 
 
 def markdown_table(results):
@@ -80,6 +138,19 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
+def pass_at_k_table(results, n):
+    """pass@k at k = 1, 2, 4, ..., n: one row per (suite, k), one column per chat checkpoint."""
+    names = [name for name in results if "pass_at_k" in results[name]]
+    suites = list(results[names[0]]["pass_at_k"]) if names else []
+    ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, n) if k <= n})
+    lines = ["| suite, pass@k | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for suite in suites:
+        for k in ks:
+            cells = [f"{100 * results[name]['pass_at_k'][suite][k - 1]:.1f}%" for name in names]
+            lines.append(f"| {suite}, pass@{k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     cfg = parse_config(EvalConfig, description=__doc__)
     rt = setup_runtime(cfg.device)
@@ -87,6 +158,9 @@ def main():
     if not os.path.exists(os.path.join(cfg.data_dir, "eval.jsonl")):
         raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
     suites = load_suites(cfg.data_dir, cfg.per_suite, cfg.prompts)
+    unknown = [s for s in cfg.pass_suites.split(",") if s not in suites] if cfg.pass_at_k else []
+    if unknown:
+        raise UserError(f"--pass_suites: no suite {', '.join(unknown)}; the suites are {', '.join(suites)}")
     paths = []
     for path in [p for p in cfg.checkpoints.split(",") if p]:
         full = repo_path(path) if not os.path.isabs(path) else path
@@ -104,6 +178,14 @@ def main():
         print(f"evaluating {path} ...", flush=True)
         results[path] = evaluate_checkpoint(path, suites, cfg, rt)
     table = markdown_table(results)
+    if cfg.pass_at_k:
+        table += f"\n\npass@k from {cfg.pass_at_k} replies per prompt at temperature 1:\n\n" + \
+            pass_at_k_table(results, cfg.pass_at_k)
+        rows = [{"k": k, **{f"{name} {suite}": r["pass_at_k"][suite][k - 1] for name, r in results.items()
+                            for suite in r.get("pass_at_k", {})}} for k in range(1, cfg.pass_at_k + 1)]
+        names = [name for name in rows[0] if name != "k"]
+        plot_series(os.path.join(cfg.out_dir, "pass_at_k.png"), rows, {"pass@k": ("k", names)}, x="k",
+                    title="pass@k: the chance that k samples hold a right reply")
     print(table)
     with open(os.path.join(cfg.out_dir, "scorecard.md"), "w") as f:
         f.write(table + "\n")

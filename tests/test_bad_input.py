@@ -214,6 +214,12 @@ def test_bad_nll_pairs_are_caught_before_the_first_step(models, small_world, tmp
                        + FEW[:1], tmp_path / "out", capsys, "bad.jsonl:2: chosen and rejected are the same")
 
 
+def test_an_unknown_pass_at_k_suite_is_named(models, small_world, tmp_path, capsys):
+    assert_clean_error(eval_script, [f"--checkpoints={models / 'sft'}", f"--data_dir={small_world}", "--pass_at_k=4",
+                                     "--pass_suites=arithmetic,sums", "--device=cpu"], tmp_path / "out", capsys,
+                       "--pass_suites: no suite sums; the suites are ")
+
+
 def test_rloo_needs_two_replies_per_prompt(models, small_world, tmp_path, capsys):
     assert_clean_error(ppo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
                              f"--prompts={small_world}/rl_prompts.jsonl", "--algo=rloo", "--group_size=1",

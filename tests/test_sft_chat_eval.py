@@ -1,6 +1,8 @@
 """sft.py's batches and loss, the calculator (tools.py), generation with tools, chat.py's CLI, the
 scorecard (data/world/scorecard.py) and eval.py."""
+import collections
 import decimal
+import itertools
 import json
 import os
 import random
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +21,7 @@ import generation
 from checkpoint import save_checkpoint
 from cli import UserError
 from conftest import ROOT, checkpoint_dict, run_script
-from data.world.scorecard import ROWS, val_losses
+from data.world.scorecard import ROWS, load_suites, val_losses
 from data_formats import load_conversations, read_meta
 from generation import respond
 from model import GPT, GPTConfig, Generation, pad_batch
@@ -201,6 +204,56 @@ def test_eval_writes_the_scorecard_for_a_tiny_checkpoint(small_world, tmp_path, 
     assert "%" in rows["knowledge (SFT-seen people)"].split("|")[2]  # base: completion probes
     data = json.loads((tmp_path / "eval" / "scorecard.json").read_text())
     assert set(data) == {str(tmp_path / "base"), str(tmp_path / "sft")}
+
+
+def test_pass_at_k_is_the_unbiased_estimator_by_enumeration():
+    """pass@k against every way of drawing k of n samples, c of them right."""
+    for n, c in [(5, 0), (5, 2), (6, 6), (8, 3)]:
+        for k in range(1, n + 1):
+            draws = list(itertools.combinations([True] * c + [False] * (n - c), k))
+            assert eval_script.pass_at_k(n, c, k) == pytest.approx(sum(any(d) for d in draws) / len(draws))
+
+
+def test_pass_at_k_curves_count_each_prompts_own_samples(small_world, monkeypatch):
+    """Prompt i gets i right replies among its n = 4 samples, in batches that split the prompts:
+    the curve is the mean of the estimator over counts 0, 1, 2, by hand."""
+    rows = load_suites(str(small_world))["arithmetic"][:3]
+    which = {json.dumps(row["prompt"]): i for i, row in enumerate(rows)}
+    drawn = collections.Counter()
+
+    def fake_respond(model, tokenizer, prompts, max_new_tokens, temperature, tools, generator):
+        assert temperature == 1.0
+        replies = []
+        for prompt in prompts:
+            i = which[json.dumps(prompt)]
+            right = drawn[i] < i
+            drawn[i] += 1
+            replies.append(SimpleNamespace(ended=True, messages=rows[i]["reference"] if right else
+                                           [{"role": "assistant", "content": "I am not sure."}]))
+        return replies
+
+    monkeypatch.setattr(eval_script, "respond", fake_respond)
+    cfg = eval_script.EvalConfig(data_dir=str(small_world), pass_at_k=4, pass_suites="arithmetic", batch_size=8)
+    curves = eval_script.pass_at_k_curves(None, None, {"arithmetic": rows}, cfg, setup_runtime("cpu"))
+    # c = 1: pass@k = k/4; c = 2: 1 - C(2, k) / C(4, k) = 1/2, 5/6, 1, 1
+    assert curves["arithmetic"] == pytest.approx([(0 + 1 / 4 + 1 / 2) / 3, (0 + 1 / 2 + 5 / 6) / 3,
+                                                  (0 + 3 / 4 + 1) / 3, (0 + 1 + 1) / 3])
+    assert drawn == {0: 4, 1: 4, 2: 4}
+
+
+def test_eval_writes_pass_at_k_for_a_tiny_checkpoint(small_world, tmp_path):
+    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
+    tiny_chat_checkpoint(tmp_path / "sft", tokenizer, 448, block_size=256)
+    assert run_script(eval_script, [f"--data_dir={small_world}", f"--out_dir={tmp_path / 'eval'}",
+                                    f"--checkpoints={tmp_path / 'sft'}", "--per_suite=2", "--max_new_tokens=8",
+                                    "--pass_at_k=3", "--pass_suites=arithmetic,code_tool", "--device=cpu"]) == 0
+    curves = json.loads((tmp_path / "eval" / "scorecard.json").read_text())[str(tmp_path / "sft")]["pass_at_k"]
+    assert set(curves) == {"arithmetic", "code_tool"} and all(len(c) == 3 for c in curves.values())
+    for curve in curves.values():  # pass@k never falls with k; pass@3 of 3 samples is a share of 2 prompts
+        assert curve == sorted(curve) and curve[-1] in (0.0, 0.5, 1.0)
+    table = (tmp_path / "eval" / "scorecard.md").read_text()
+    assert "| arithmetic, pass@1 |" in table and "| code_tool, pass@3 |" in table
+    assert os.path.getsize(tmp_path / "eval" / "pass_at_k.png") > 1000
 
 
 def test_sft_val_loss_in_padded_batches_equals_the_scorecard_one_chat_at_a_time(small_world):
