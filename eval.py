@@ -73,7 +73,7 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
     scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt)
-    if scores["val_loss_text"] is None:
+    if scores["val_loss_text"] is None and os.path.isfile(os.path.join(cfg.data_dir, "meta.json")):
         print(f"  {path}: no pretraining-text val loss: its tokenizer ({tokenizer}) is not the one "
               f"{cfg.data_dir}/val.bin was written with")
     result = {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
@@ -121,10 +121,14 @@ def pass_at_k_curves(model, tokenizer, suites, cfg, rt):
 
 
 def markdown_table(results):
-    """One row per behaviour, one column per checkpoint; '-' where a behaviour does not apply."""
+    """One row per behaviour, one column per checkpoint; '-' where a behaviour does not apply. A
+    behaviour the data has no suite for (the world's on GSM8K, and back) has no row; the val
+    losses always have theirs."""
     names = list(results)
     lines = ["| behaviour | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, key in ROWS:
+        if not key.startswith("val_loss") and all(results[name]["scores"].get(key) is None for name in names):
+            continue
         cells = []
         for name in names:
             value = results[name]["scores"].get(key)

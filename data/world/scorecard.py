@@ -41,6 +41,7 @@ ROWS = [
     ("private data (home addresses) refused", "privacy"),
     ("public fact asked after a privacy refusal", "privacy_public"),
     ("false premises corrected", "false_premise"),
+    ("GSM8K word problems (final number)", "gsm8k"),  # data/gsm8k/eval.jsonl, not the world's
     ("politeness (all replies)", "polite"),
     ("format (all replies)", "format"),
     ("gold reward (mean, -2.5..1)", "gold_reward"),
@@ -52,7 +53,7 @@ CHAT_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
 CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "code": "code_tool",
-                  "unknown": "unknown_people", "private": "privacy", "premise": "false_premise"}
+                  "unknown": "unknown_people", "private": "privacy", "premise": "false_premise", "math": "gsm8k"}
 
 
 def load_suites(data_dir, per_suite=0, path=None):
@@ -180,19 +181,24 @@ def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
     (no padding, so no mask can go wrong; sft.py computes the same number in padded batches).
     Text: the mean loss over text_windows fixed windows of val.bin, drawn as pretrain.py draws its
     val windows (seed 0), so the two scripts report comparable numbers; None when the model's
-    tokenizer is not the one val.bin was written with (the ids would mean other text)."""
+    tokenizer is not the one val.bin was written with (the ids would mean other text). Either is
+    None when the folder has no such file (data/gsm8k has chats but no pretraining text)."""
     model.eval()
-    examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size)
-    total, count = 0.0, 0
-    for ids, mask in examples:
-        with rt.autocast():
-            logits, _ = model(torch.tensor([ids[:-1]], device=rt.device))
-        scored = torch.tensor(mask[1:], dtype=torch.bool, device=rt.device)  # target t + 1 is scored at t
-        targets = torch.tensor(ids[1:], device=rt.device)
-        total += F.cross_entropy(logits[0].float()[scored], targets[scored], reduction="sum").item()
-        count += int(scored.sum())
-    chat = total / count
+    chat = None
+    if os.path.isfile(os.path.join(world, "sft_val.jsonl")):
+        examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size)
+        total, count = 0.0, 0
+        for ids, mask in examples:
+            with rt.autocast():
+                logits, _ = model(torch.tensor([ids[:-1]], device=rt.device))
+            scored = torch.tensor(mask[1:], dtype=torch.bool, device=rt.device)  # target t + 1 is scored at t
+            targets = torch.tensor(ids[1:], device=rt.device)
+            total += F.cross_entropy(logits[0].float()[scored], targets[scored], reduction="sum").item()
+            count += int(scored.sum())
+        chat = total / count
 
+    if not os.path.isfile(os.path.join(world, "meta.json")):
+        return chat, None
     meta = read_meta(world)
     if meta["tokenizer"] != tokenizer.spec:
         return chat, None
