@@ -58,3 +58,37 @@ def checkpoint_dict(model, tokenizer, stage, step=0, config=None, metrics=None, 
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     return state
+
+
+# GSM8K rows in the public files' shape (openai/grade-school-math, train.jsonl / test.jsonl): a
+# question, and a worked answer with calculator annotations and a last line "#### N"
+GSM8K_TRAIN = [
+    {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                 "How many clips did Natalia sell altogether in April and May?",
+     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+               "altogether in April and May.\n#### 72"},
+    {"question": "A farm has 400 hens and each lays 3 eggs a day. How many eggs are laid in a day?",
+     "answer": "The hens lay 400*3 = <<400*3=1200>>1,200 eggs.\n#### 1,200"},
+    {"question": "Tom had 5 dollars and spent 8. How many dollars is he short?",
+     "answer": "He is short 5-8 = <<5-8=-3>>-3 dollars.\n#### -3"},
+]
+GSM8K_TEST = [
+    {"question": "Janet has 3 apples and buys 4 more. How many apples does she have?",
+     "answer": "She has 3+4 = <<3+4=7>>7 apples.\n#### 7"},
+    {"question": "A shirt costs $12.50 and a hat $5. What do both cost?",
+     "answer": "Both cost 12.50+5 = <<12.50+5=17.50>>17.50 dollars.\n#### 17.50"},
+]
+
+
+def write_gsm8k_files(folder, train=GSM8K_TRAIN, test=GSM8K_TEST, extra_train_lines=()):
+    """train.jsonl and test.jsonl in folder, one JSON object per line (extra lines appended as
+    they are); returns their paths."""
+    import json
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, rows, extra in (("train.jsonl", train, extra_train_lines), ("test.jsonl", test, ())):
+        path = os.path.join(folder, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows) + "".join(line + "\n" for line in extra))
+        paths.append(path)
+    return paths

@@ -15,9 +15,10 @@ import pretrain
 import reward
 import sft
 from checkpoint import load_model
+from data.gsm8k import prepare as gsm8k
 from data_formats import load_preferences
 from runtime import setup_runtime
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, write_gsm8k_files
 
 MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=256"]
 
@@ -189,6 +190,28 @@ def test_group_algorithms_with_gold_reward_on_arithmetic_prompts(stages, small_w
     # no value model; GRPO's KL is a loss term, RLOO's is inside the reward
     assert len(rows) == 2 and ("loss/kl" in rows[0]) == (algo == "grpo") and "loss/value" not in rows[0]
     assert torch.load(tmp_path / algo / "ckpt.pt", weights_only=True)["stage"] == algo
+
+
+def test_sft_grpo_and_eval_on_gsm8k_files(stages, tmp_path):
+    """GSM8K's files through data/gsm8k/prepare.py, SFT on the worked solutions, GRPO with the
+    final-number verifier as its reward, and eval.py on the eval file: a GSM8K row, none of the
+    world's. The periodic scorecards of SFT and GRPO read the same eval file."""
+    train, test = write_gsm8k_files(tmp_path / "src")
+    gsm8k.main([f"--input={train},{test}", f"--out_dir={tmp_path / 'gsm8k'}"])
+    assert run_script(sft, sft_args(tmp_path / "gsm8k", stages / "pretrain", tmp_path / "sft") + [
+        "--max_steps=2", "--batch_size=2", "--eval_per_suite=2"]) == 0
+    assert any("eval/gsm8k" in r for r in metrics(tmp_path / "sft"))
+    assert run_script(ppo, [f"--init_from={tmp_path / 'sft'}", f"--prompts={tmp_path / 'gsm8k'}/rl_prompts.jsonl",
+                            "--algo=grpo", "--reward=gold", "--nll_coef=0", "--group_size=2", "--rollout_batch=2",
+                            "--minibatch_size=4", "--micro_batch_size=2", "--max_new_tokens=8", "--max_steps=2",
+                            "--eval_interval=2", "--eval_per_suite=2", f"--out_dir={tmp_path / 'grpo'}"]) == 0
+    rows = [r for r in metrics(tmp_path / "grpo") if "objective/gold_reward" in r]
+    assert len(rows) == 2 and all(-2.5 <= r["objective/gold_reward"] <= 1 for r in rows)
+    assert any("eval/gsm8k" in r for r in metrics(tmp_path / "grpo"))  # the periodic scorecard reads eval.jsonl
+    assert run_script(eval_script, [f"--data_dir={tmp_path / 'gsm8k'}", f"--checkpoints={tmp_path / 'grpo'}",
+                                    f"--out_dir={tmp_path / 'eval'}", "--max_new_tokens=8"]) == 0
+    table = (tmp_path / "eval" / "scorecard.md").read_text()
+    assert "| GSM8K word problems (final number) |" in table and "refusal" not in table
 
 
 def test_eval_scores_the_rl_prompts_by_category(stages, small_world, tmp_path):
