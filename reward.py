@@ -2,7 +2,7 @@
 Stage 3a, the reward model: a learned stand-in for human raters, trained on preference pairs
 with the Bradley-Terry model (Christiano et al. 2017; Ouyang et al. 2022). PPO optimises it.
 
-    python reward.py                              # from out/sft on the world's pairs, CPU, ~7 min
+    python reward.py                              # from out/sft on the world's pairs, CPU, ~9 min
     python reward.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
                      --val_data=data/hh_rlhf/val.jsonl --out_dir=out/reward_hh   # GPU
     python reward.py --score=pairs.jsonl          # score {"prompt", "reply"} rows with out/reward
