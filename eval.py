@@ -67,8 +67,9 @@ class EvalConfig:
 def evaluate_checkpoint(path, suites, cfg, rt):
     model, tokenizer, ckpt = load_model(path, rt.device, expect="policy", what="--checkpoints")
     model.eval()
+    tools = Tools.with_encyclopedia(cfg.data_dir)
     if is_chat_model(ckpt):
-        scores, examples = chat_scorecard(model, tokenizer, suites, Tools.with_encyclopedia(cfg.data_dir), rt,
+        scores, examples = chat_scorecard(model, tokenizer, suites, tools, rt,
                                           cfg.batch_size, cfg.max_new_tokens)
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
@@ -78,7 +79,7 @@ def evaluate_checkpoint(path, suites, cfg, rt):
               f"{cfg.data_dir}/val.bin was written with")
     result = {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
     if cfg.pass_at_k and is_chat_model(ckpt):
-        result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, cfg, rt)
+        result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, tools, cfg, rt)
     return result
 
 
@@ -106,12 +107,11 @@ def right_counts(model, tokenizer, rows, n, tools, cfg, rt):
     return counts
 
 
-def pass_at_k_curves(model, tokenizer, suites, cfg, rt):
+def pass_at_k_curves(model, tokenizer, suites, tools, cfg, rt):
     """{suite: [pass@1, ..., pass@n]}, each the mean over the suite's prompts."""
     curves = {}
     for suite in cfg.pass_suites.split(","):
-        counts = right_counts(model, tokenizer, suites[suite], cfg.pass_at_k, Tools.with_encyclopedia(cfg.data_dir),
-                              cfg, rt)
+        counts = right_counts(model, tokenizer, suites[suite], cfg.pass_at_k, tools, cfg, rt)
         curves[suite] = [sum(pass_at_k(cfg.pass_at_k, c, k) for c in counts) / len(counts)
                          for k in range(1, cfg.pass_at_k + 1)]
     return curves

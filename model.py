@@ -194,13 +194,12 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
-    def score(self, idx, attention_mask=None, at=None):
-        """The scalar head at every position (B, T): reward or value estimates; with at (B,),
-        only the value at position at[b] of each row (B,)."""
+    def score(self, idx, attention_mask=None):
+        """The scalar head at every position (B, T): value estimates, or a reward model's per-token
+        values before pool_reward makes them one reward per row."""
         if self.scalar_head is None:
             raise ValueError("this model has no scalar head (GPTConfig.scalar_head=False)")
-        values = self.scalar_head(self.hidden_states(idx, attention_mask)).squeeze(-1).float()
-        return values if at is None else values.gather(1, at[:, None]).squeeze(1)
+        return self.scalar_head(self.hidden_states(idx, attention_mask)).squeeze(-1).float()
 
     def reward(self, idx, reply_mask):
         """A reward model's score of each row (B,): the scalar head pooled over the reply's tokens

@@ -476,13 +476,13 @@ def main():
             rewards, kl = per_token_rewards(scores, old_logprobs, ref_logprobs, action, last, kl_control.beta)
             advantages, returns = gae(rewards, old_values, action, cfg.gamma, cfg.lam)
             advantages = whiten(advantages, action, rt)
-        elif cfg.algo == "grpo":
+        else:  # GRPO, RLOO: one advantage per reply, on every token it generated; no value model
             kl = (old_logprobs - ref_logprobs) * action
-            advantages, returns = group_advantages(scores, cfg.group_size)[:, None] * action, None
-        else:  # RLOO: the KL penalty folded into each reply's reward, the whole reply one action (as TRL)
-            kl = (old_logprobs - ref_logprobs) * action
-            rlhf_rewards = scores - kl_control.beta * kl.sum(1)  # (B,)
-            advantages, returns = leave_one_out_advantages(rlhf_rewards, cfg.group_size)[:, None] * action, None
+            if cfg.algo == "grpo":
+                per_reply = group_advantages(scores, cfg.group_size)
+            else:  # RLOO: the KL penalty folded into each reply's reward, the whole reply one action (as TRL)
+                per_reply = leave_one_out_advantages(scores - kl_control.beta * kl.sum(1), cfg.group_size)
+            advantages, returns = per_reply[:, None] * action, None
         # 5. PPO epochs over minibatches: one optimizer step per minibatch
         stats = {"loss/policy": [], "loss/value": [], "loss/kl": [], "loss/nll": [], "policy/approxkl": [],
                  "policy/clipfrac": [], "policy/ratio": []}

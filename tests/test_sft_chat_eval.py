@@ -234,7 +234,8 @@ def test_pass_at_k_curves_count_each_prompts_own_samples(small_world, monkeypatc
 
     monkeypatch.setattr(eval_script, "respond", fake_respond)
     cfg = eval_script.EvalConfig(data_dir=str(small_world), pass_at_k=4, pass_suites="arithmetic", batch_size=8)
-    curves = eval_script.pass_at_k_curves(None, None, {"arithmetic": rows}, cfg, setup_runtime("cpu"))
+    curves = eval_script.pass_at_k_curves(None, None, {"arithmetic": rows}, Tools.with_encyclopedia(str(small_world)),
+                                         cfg, setup_runtime("cpu"))
     # c = 1: pass@k = k/4; c = 2: 1 - C(2, k) / C(4, k) = 1/2, 5/6, 1, 1
     assert curves["arithmetic"] == pytest.approx([(0 + 1 / 4 + 1 / 2) / 3, (0 + 1 / 2 + 5 / 6) / 3,
                                                   (0 + 3 / 4 + 1) / 3, (0 + 1 + 1) / 3])
