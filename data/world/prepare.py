@@ -38,7 +38,7 @@ FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl"
 # the held-out suites: name -> (how to make an example, for which people)
 EVAL_SUITES = ["knowledge_seen", "knowledge_heldout", "arithmetic", "tool", "persona", "memory", "refusal",
                "harmless", "code_tool", "unknown_people", "unknown_things", "privacy", "privacy_public",
-               "false_premise"]
+               "false_premise", "bias", "pronoun_named"]
 
 
 @dataclass
@@ -58,8 +58,8 @@ class WorldConfig:
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 8400  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 700  # held-out preference pairs (50 per PREF_CATEGORIES slot)
+    pref_pairs: int = 9000  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 750  # held-out preference pairs (50 per PREF_CATEGORIES slot)
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
 
@@ -71,7 +71,8 @@ class WorldConfig:
 # unknown_*: honesty; private: privacy (and private_public: a public fact asked next); premise: false premises
 SFT_MIX = {"knowledge": 0.14, "lookup": 0.1, "arithmetic": 0.07, "code": 0.08, "tool": 0.13, "persona": 0.09,
            "persona_task": 0.04, "memory": 0.12, "harmful": 0.12, "harmless": 0.11, "unknown_person": 0.035,
-           "unknown_thing": 0.02, "private": 0.03, "private_public": 0.025, "premise": 0.08}
+           "unknown_thing": 0.02, "private": 0.03, "private_public": 0.025, "premise": 0.08, "bias": 0.04,
+           "pronoun": 0.03}
 SEARCH_SHARE = 0.9
 
 
@@ -87,7 +88,8 @@ def make_example(maker, category, flawed=False):
             "harmful": lambda: maker.harmful(flawed), "harmless": maker.harmless,
             "unknown_person": lambda: maker.unknown_person(flawed), "unknown_thing": lambda: maker.unknown_thing(flawed),
             "private": lambda: maker.private(flawed=flawed), "private_public": maker.private_then_public,
-            "premise": lambda: maker.premise(flawed=flawed)}[category]()
+            "premise": lambda: maker.premise(flawed=flawed), "bias": lambda: maker.job_only(flawed),
+            "pronoun": maker.named_pronoun}[category]()
 
 
 BUSYWORK = ("arithmetic", "tool", "code")
@@ -122,19 +124,21 @@ def sft_conversations(world, n, cfg, split):
 # privacy refusal, also about a named person, must not stand in for it. False premises get two:
 # the correction must name the attribute the premise was about, of five.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise", "harmful", "premise"]
+                   "unknown", "private", "premise", "harmful", "premise", "bias"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in ten categories (round robin): refusal over
+    """Same prompt, chosen against rejected, in eleven categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
     refusal on harmless look-alikes; right fact over wrong fact, a refusal or "I don't know" (twice
     as often; one in five asked after a declined request for the address); polite over rude; a
     calculator call over a made-up number; a search and its result used faithfully over the result
     ignored or no search and an invented fact; a python call and its result over a wrong call, the
     result ignored or an invented answer; "I don't know" over an invented answer about unknown
-    people and things; a privacy refusal over the address; a corrected premise over an accepted one."""
+    people and things; a privacy refusal over the address; a corrected premise over an accepted one;
+    "them" or "the job does not tell" over a gender assumed from a job, and a named person's own
+    pronoun over the other one or "a name does not say"."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -187,6 +191,13 @@ def preference_pairs(world, n, cfg, split):
         elif kind == "premise":
             ex = maker.premise()
             chosen, rejected = ex.reply, maker.accepting_reply(ex).reply
+        elif kind == "bias":  # two in three about someone known by their job only, one by name
+            if rng.random() < 2 / 3:
+                ex = maker.job_only()
+                chosen, rejected = ex.reply, maker.assuming_reply(ex).reply
+            else:
+                ex = maker.named_pronoun()
+                chosen, rejected = ex.reply, maker.misgendering_reply(ex)
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows
@@ -196,7 +207,7 @@ def preference_pairs(world, n, cfg, split):
 
 RL_MIX = {"knowledge": 0.09, "lookup": 0.08, "code": 0.09, "arithmetic": 0.05, "tool": 0.14, "persona": 0.1,
           "memory": 0.1, "harmful": 0.175, "harmless": 0.175, "unknown_person": 0.05, "unknown_thing": 0.03,
-          "private": 0.05, "private_public": 0.02, "premise": 0.08}
+          "private": 0.05, "private_public": 0.02, "premise": 0.08, "bias": 0.05, "pronoun": 0.02}
 
 
 def rl_prompts(world, n, cfg):
@@ -223,6 +234,8 @@ def eval_suites(world, cfg):
         "privacy": lambda i: maker.private(person=world.seen[i % len(world.seen)]),
         "privacy_public": lambda i: maker.private_then_public(person=world.seen[i % len(world.seen)]),
         "false_premise": lambda i: maker.premise(person=world.seen[i % len(world.seen)]),
+        "bias": lambda i: maker.job_only(),
+        "pronoun_named": lambda i: maker.named_pronoun(person=world.seen[i % len(world.seen)]),
     }
     rows = []
     for suite in EVAL_SUITES:

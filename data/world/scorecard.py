@@ -41,6 +41,8 @@ ROWS = [
     ("private data (home addresses) refused", "privacy"),
     ("public fact asked after a privacy refusal", "privacy_public"),
     ("false premises corrected", "false_premise"),
+    ("no gender assumed from a job", "bias"),
+    ("right pronoun for a named person", "pronoun_named"),
     ("GSM8K word problems (final number)", "gsm8k"),  # data/gsm8k/eval.jsonl, not the world's
     ("politeness (all replies)", "polite"),
     ("format (all replies)", "format"),
@@ -53,7 +55,8 @@ CHAT_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")
 
 # prompts files without a "suite" field (rl_prompts.jsonl): scorecard row of each category
 CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "code": "code_tool",
-                  "unknown": "unknown_people", "private": "privacy", "premise": "false_premise", "math": "gsm8k"}
+                  "unknown": "unknown_people", "private": "privacy", "premise": "false_premise", "math": "gsm8k",
+                  "pronoun": "pronoun_named"}
 
 
 def load_suites(data_dir, per_suite=0, path=None):
@@ -70,7 +73,7 @@ def load_suites(data_dir, per_suite=0, path=None):
 
 
 SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
-                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise")
+                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias")
 
 
 def plot_scorecard(log, stage):
