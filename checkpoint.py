@@ -14,6 +14,7 @@ import shutil
 import torch
 
 from cli import UserError, resolve_path
+from lora import LORA_TARGETS, apply_lora, base_fingerprint, merge_lora, merged_state_dict, trainable_state
 from model import GPT, config_from_dict, resize_vocab
 from tokenizer import Tokenizer, check_tokenizer_spec, padded_vocab_size
 
@@ -89,8 +90,17 @@ def check_checkpoint(ckpt, path):
     weights = ckpt["model"]
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise UserError(f"{path}: 'model' must map parameter names to tensors")
+    adapters = "lora_base" in ckpt
+    if adapters and not (isinstance(config.get("lora_rank"), int) and config["lora_rank"] > 0 and isinstance(
+            ckpt["lora_base"], str) and set(str(config.get("lora_targets")).split(",")) <= LORA_TARGETS.keys()):
+        raise UserError(f"{path}: a LoRA checkpoint needs lora_base (a path) and model_config's lora_rank > 0 and "
+                        f"lora_targets (of {', '.join(LORA_TARGETS)})")
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in GPT(config_from_dict(config)).state_dict().items()}
+        model = GPT(config_from_dict({**config, "lora_rank": 0}))
+        if adapters:  # the file holds only what trained: the adapters (and a scalar head)
+            apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
+                       config.get("lora_embeddings", False))
+        expected = {k: tuple(v.shape) for k, v in (trainable_state(model) if adapters else model.state_dict()).items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
@@ -157,14 +167,62 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="",
         ckpt = load_checkpoint(init_from, hint)
         check_kind(ckpt, expect, what, init_from)
         tokenizer = Tokenizer(ckpt["tokenizer"])
-        config = config_from_dict(ckpt["model_config"])
-        model = GPT(config)
-        model.load_state_dict(ckpt["model"])
+        if "lora_base" in ckpt:
+            model = load_lora_checkpoint(ckpt, init_from)
+        else:
+            model = GPT(config_from_dict(ckpt["model_config"]))
+            model.load_state_dict(ckpt["model"])
     if dropout is not None:
         set_dropout(model, dropout)
     if scalar_head and model.scalar_head is None:
         model.add_scalar_head()
     return model.to(device), tokenizer, ckpt
+
+
+def load_lora_checkpoint(ckpt, source):
+    """The model of a LoRA checkpoint: its base (loaded from lora_base, itself any source load_model
+    takes), checked to be the base the adapters were trained on, plus the adapters, merged."""
+    config = ckpt["model_config"]
+    model, tokenizer, _ = load_model(ckpt["lora_base"], hint=f"it is the base model of the LoRA adapters in {source}")
+    if tokenizer.spec != ckpt["tokenizer"]:
+        raise UserError(f"{source}: its base model {ckpt['lora_base']} has another tokenizer than the adapters")
+    if config.get("scalar_head") and model.scalar_head is None:
+        model.add_scalar_head()  # a reward model's head: trained with the adapters, saved with them
+    if base_fingerprint(model) != ckpt.get("lora_base_fingerprint"):
+        raise UserError(f"{source}: its base model {ckpt['lora_base']} has changed since the LoRA adapters were "
+                        f"trained on it (retrained or overwritten?); the adapters only fit the weights they were "
+                        f"trained with")
+    apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
+               config.get("lora_embeddings", False))
+    model.load_state_dict(ckpt["model"], strict=False)  # the adapter keys were checked by check_checkpoint
+    model.config.reward_pooling = config.get("reward_pooling", model.config.reward_pooling)
+    return merge_lora(model)
+
+
+def model_weights(model, init_from=None, merge=False):
+    """A checkpoint's weights: {"model", "model_config"} of a plain model; with LoRA layers, only the
+    adapters and what else trains, plus lora_base (init_from) and the base's fingerprint, or (merge)
+    the merged weights of a plain model, with the adapters kept apart for --resume."""
+    if not model.config.lora_rank:
+        return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config)}
+    if merge:
+        return {"model": merged_state_dict(model), "model_config": {**dataclasses.asdict(model.config), "lora_rank": 0},
+                "lora_adapters": trainable_state(model), "lora_base_fingerprint": base_fingerprint(model)}
+    return {"model": trainable_state(model), "model_config": dataclasses.asdict(model.config),
+            "lora_base": init_from, "lora_base_fingerprint": base_fingerprint(model)}
+
+
+def restore_weights(model, checkpoint):
+    """--resume: put a checkpoint's weights back, the adapters of a LoRA run (on the same base)."""
+    if not model.config.lora_rank:
+        model.load_state_dict(checkpoint["model"])
+        return
+    adapters = checkpoint.get("lora_adapters", checkpoint["model"])
+    if checkpoint.get("lora_base_fingerprint", base_fingerprint(model)) != base_fingerprint(model):
+        raise UserError("--resume: the base model has changed since this LoRA run started")
+    missing, unexpected = model.load_state_dict(adapters, strict=False)
+    if unexpected or set(missing) & set(trainable_state(model)):
+        raise UserError("--resume: the checkpoint's adapters do not match --lora_rank and --lora_targets")
 
 
 def check_kind(ckpt, expect, what, source):

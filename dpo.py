@@ -5,6 +5,7 @@ pairs directly, with no reward model and no sampling during training.
     python dpo.py                                    # from out/sft on the world's pairs, CPU, ~5 min
     python dpo.py --sweep=0.03,0.1,0.3,1             # one run per beta + the gold-reward/KL frontier plot
     python dpo.py --config=config/dpo_hh.cfg         # HH-RLHF from the Alpaca SFT model, GPU (beta 0.1)
+    python dpo.py --lora_rank=8 --out_dir=out/dpo_lora   # LoRA: the reference is the policy, adapters off
 
 The policy and a frozen reference both start from the SFT model. With sequence log-probs
 summed over the reply's tokens, pi_c, pi_r for the policy and ref_c, ref_r for the reference,
@@ -21,6 +22,12 @@ one word; a rude reply contains the polite one): pushing the rejected reply down
 shared tokens down too, and the chosen reply's likelihood falls with it ("likelihood
 displacement", Razin et al. 2024). Anchoring the chosen reply keeps the model fluent.
 
+With LoRA (--lora_rank > 0) there is no second model: the reference is the policy with its
+adapters switched off (lora.BaseModelView). That is exact, not an approximation: the base weights
+are frozen (no gradient reaches them, and AdamW holds only the adapters, so not even weight decay
+moves them), and an adapter switched off adds nothing, so at every step the network without its
+adapters computes exactly the SFT model that training started from.
+
 Metrics under TRL's names: rewards/chosen = beta (pi_c - ref_c), rewards/rejected, rewards/margins,
 rewards/accuracies (strict >), logps/chosen, logps/rejected; at eval, the KL to the reference on
 sampled replies and the behaviour scorecard on the world's held-out suites.
@@ -35,7 +42,7 @@ import matplotlib
 import torch
 import torch.nn.functional as F
 
-from checkpoint import load_for_resume, load_model, save_checkpoint
+from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
                  Range, UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
@@ -43,6 +50,7 @@ from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_preferences, read_jsonl
 from generation import respond
+from lora import BaseModelView, apply_lora, count_trainable
 from metrics import MetricsLog
 from model import token_logprobs
 from run_folder import claim_run_folder
@@ -90,6 +98,15 @@ class DPOConfig:
     beta1: Fraction01 = 0.9  # AdamW beta1
     beta2: Fraction01 = 0.95  # AdamW beta2
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
+    # LoRA (lora.py): train low-rank adapters of the frozen model instead of all its weights; the
+    #   reference is then the same network with its adapters off (lora.BaseModelView), no second model
+    lora_rank: NonNegativeInt = 0  # rank of the adapters (0: full fine-tuning)
+    lora_alpha: PositiveFloat = 16.0  # the adapters' update is scaled by lora_alpha / lora_rank
+    lora_dropout: Fraction01 = 0.0  # dropout on the adapters' input
+    lora_targets: Annotated[str, OneOf(("attn", "mlp", "attn,mlp"))] = "attn"  # attention projections, MLP or both
+    lora_embeddings: bool = False  # train the token embedding too (tied to the output layer): needed from GPT-2
+    #                                weights, whose chat tokens get new rows that frozen would stay all alike
+    lora_merge: bool = False  # save merged weights (a plain checkpoint), not the adapters and a pointer to init_from
     # evaluation and logging
     eval_interval: PositiveInt = 50  # val metrics, KL, scorecard and checkpoint every this many steps
     eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: none)
@@ -211,11 +228,19 @@ def train(cfg):
     # log-ratio of the two is exact
     hint = "make it with `python sft.py` first"
     raw_policy, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, hint=hint, expect="policy")
-    ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint, expect="policy",
-                                       what="--ref" if cfg.ref else "--init_from")
-    if ref_tokenizer.spec != tokenizer.spec:
-        raise UserError(f"--ref={cfg.ref} has another tokenizer than --init_from={cfg.init_from}")
-    ref.eval().requires_grad_(False)  # frozen: no gradient ever reaches the reference
+    if cfg.lora_rank:
+        apply_lora(raw_policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets,
+                   cfg.lora_embeddings)
+    trainable, total = count_trainable(raw_policy)
+    rt.print(f"training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
+    if cfg.lora_rank and not cfg.ref:
+        ref = BaseModelView(raw_policy)  # the frozen starting model, exactly, at no memory cost
+    else:
+        ref, ref_tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, dropout=0.0, hint=hint,
+                                           expect="policy", what="--ref" if cfg.ref else "--init_from")
+        if ref_tokenizer.spec != tokenizer.spec:
+            raise UserError(f"--ref={cfg.ref} has another tokenizer than --init_from={cfg.init_from}")
+        ref.eval().requires_grad_(False)  # frozen: no gradient ever reaches the reference
 
     # data: preference pairs; on the world, also prompts to sample for the KL and the scorecard suites
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
@@ -247,7 +272,7 @@ def train(cfg):
     start_step, best_val_loss = 0, float("inf")
     if cfg.resume:
         checkpoint = load_for_resume(cfg.out_dir, "dpo", cfg, rt)
-        raw_policy.load_state_dict(checkpoint["model"])
+        restore_weights(raw_policy, checkpoint)
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
         rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
@@ -276,8 +301,8 @@ def train(cfg):
         if rt.is_master:
             improved = metrics.get("val/loss", float("inf")) < best_val_loss
             best_val_loss = min(best_val_loss, metrics.get("val/loss", float("inf")))
-            checkpoint = {"stage": "dpo", "step": step, "model": raw_policy.state_dict(),
-                          "model_config": asdict(raw_policy.config), "tokenizer": tokenizer.spec,
+            checkpoint = {"stage": "dpo", "step": step, **model_weights(raw_policy, cfg.init_from, cfg.lora_merge),
+                          "tokenizer": tokenizer.spec,
                           "config": asdict(cfg), "metrics": metrics,
                           "optimizer": optimizer.state_dict(), "best_val_loss": best_val_loss}
             save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)

@@ -30,6 +30,10 @@ class GPTConfig:
     scalar_head: bool = False  # add a Linear(n_embd, 1) head: one number per position
     reward_pooling: str = "last"  # a reward model's score: its scalar head at the reply's last token
     #                               ("last") or averaged over the reply's tokens ("mean"); see pool_reward
+    lora_rank: int = 0  # > 0: a checkpoint of LoRA adapters of this rank (lora.py); a built GPT is always plain
+    lora_alpha: float = 16.0  # LoRA's scale is lora_alpha / lora_rank
+    lora_targets: str = "attn"  # the Linear layers with adapters (lora.LORA_TARGETS keys, comma-separated)
+    lora_embeddings: bool = False  # LoRA: the token embedding (tied to the output layer) trained too
 
 
 # ----------------------------------------------------------------------------- layers

@@ -5,6 +5,7 @@ with the Bradley-Terry model (Christiano et al. 2017; Ouyang et al. 2022). PPO o
     python reward.py                              # from out/sft on the world's pairs, CPU, ~9 min
     python reward.py --init_from=out/sft_gpt2 --data=data/hh_rlhf/train.jsonl \\
                      --val_data=data/hh_rlhf/val.jsonl --out_dir=out/reward_hh   # GPU
+    python reward.py --lora_rank=8 --out_dir=out/reward_lora   # LoRA adapters; the scalar head trains fully
     python reward.py --score=pairs.jsonl          # score {"prompt", "reply"} rows with out/reward
 
 The model is the GPT body with a scalar head, one number per position, averaged over the reply's
@@ -31,13 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checkpoint import load_for_resume, load_model, save_checkpoint
+from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, parse_config, run_main)
 from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
 from generation import respond
+from lora import apply_lora, count_trainable
 from metrics import MetricsLog
 from model import REWARD_POOLINGS, pad_batch, pool_reward
 from run_folder import claim_run_folder
@@ -71,6 +73,14 @@ class RewardConfig:
     beta1: Fraction01 = 0.9  # AdamW beta1
     beta2: Fraction01 = 0.95  # AdamW beta2
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
+    # LoRA (lora.py): train the new scalar head and low-rank adapters of the frozen model instead of all its weights
+    lora_rank: NonNegativeInt = 0  # rank of the adapters (0: full fine-tuning)
+    lora_alpha: PositiveFloat = 16.0  # the adapters' update is scaled by lora_alpha / lora_rank
+    lora_dropout: Fraction01 = 0.0  # dropout on the adapters' input
+    lora_targets: Annotated[str, OneOf(("attn", "mlp", "attn,mlp"))] = "attn"  # attention projections, MLP or both
+    lora_embeddings: bool = False  # train the token embedding too (tied to the output layer): needed from GPT-2
+    #                                weights, whose chat tokens get new rows that frozen would stay all alike
+    lora_merge: bool = False  # save merged weights (a plain checkpoint), not the adapters and a pointer to init_from
     # evaluation and logging
     eval_interval: PositiveInt = 200  # val metrics and checkpoint every this many steps
     log_interval: PositiveInt = 10  # print a progress line every this many steps
@@ -250,6 +260,11 @@ def main():
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=0.0, scalar_head=True,
                                          hint="make it with `python sft.py` first")
     raw_model.config.reward_pooling = cfg.pooling  # saved with the weights: PPO and --score read it the same way
+    if cfg.lora_rank:
+        apply_lora(raw_model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets,
+                   cfg.lora_embeddings)
+    trainable, total = count_trainable(raw_model)
+    rt.print(f"training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
     # data
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
@@ -267,7 +282,7 @@ def main():
     start_step, best_accuracy = 0, -1.0
     if cfg.resume:
         checkpoint = load_for_resume(cfg.out_dir, "reward", cfg, rt)
-        raw_model.load_state_dict(checkpoint["model"])
+        restore_weights(raw_model, checkpoint)
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_accuracy = checkpoint["step"], checkpoint["best_val_accuracy"]
         with torch.no_grad():  # a finished run saved its head shifted (below): train on from the unshifted one
@@ -282,8 +297,8 @@ def main():
 
     def save(step, metrics, best=False, **extra):
         """ckpt.pt (last), and best.pt when the val accuracy is the best so far."""
-        checkpoint = {"stage": "reward", "step": step, "model": raw_model.state_dict(),
-                      "model_config": asdict(raw_model.config), "tokenizer": tokenizer.spec,
+        checkpoint = {"stage": "reward", "step": step, **model_weights(raw_model, cfg.init_from, cfg.lora_merge),
+                      "tokenizer": tokenizer.spec,
                       "config": asdict(cfg), "metrics": metrics,
                       "optimizer": optimizer.state_dict(), "best_val_accuracy": best_accuracy, **extra}
         save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)

@@ -5,6 +5,7 @@ demonstrations, with the loss on what the assistant writes only.
     python sft.py                                   # from out/pretrain on the world's chats, CPU, ~4 min
     python sft.py --init_from=gpt2 --data=data/alpaca/train.jsonl --val_data=data/alpaca/val.jsonl \\
                   --out_dir=out/sft_alpaca --config=config/sft_gpt2_alpaca.cfg    # GPU
+    python sft.py --lora_rank=8 --out_dir=out/sft_lora  # LoRA: rank-8 adapters, every other weight frozen
     torchrun --standalone --nproc_per_node=2 sft.py ...
 
 Data: conversations JSONL, {"messages": [{"role", "content"}, ...]} (the OpenAI/TRL format), rendered with the
@@ -16,17 +17,18 @@ world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.pn
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 import torch.nn.functional as F
 
-from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
+from checkpoint import is_hf_source, load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
+from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
                  parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
 from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
+from lora import apply_lora, count_trainable
 from metrics import MetricsLog
 from model import pad_batch
 from run_folder import claim_run_folder
@@ -55,6 +57,14 @@ class SFTConfig:
     beta2: Fraction01 = 0.99  # AdamW beta2
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     dropout: Fraction01 = 0.0  # dropout during fine-tuning
+    # LoRA (lora.py): train low-rank adapters of the frozen model instead of all its weights
+    lora_rank: NonNegativeInt = 0  # rank of the adapters (0: full fine-tuning)
+    lora_alpha: PositiveFloat = 16.0  # the adapters' update is scaled by lora_alpha / lora_rank
+    lora_dropout: Fraction01 = 0.0  # dropout on the adapters' input
+    lora_targets: Annotated[str, OneOf(("attn", "mlp", "attn,mlp"))] = "attn"  # attention projections, MLP or both
+    lora_embeddings: bool = False  # train the token embedding too (tied to the output layer): needed from GPT-2
+    #                                weights, whose chat tokens get new rows that frozen would stay all alike
+    lora_merge: bool = False  # save merged weights (a plain checkpoint), not the adapters and a pointer to init_from
     # evaluation and logging
     eval_interval: PositiveInt = 400  # val loss, scorecard and checkpoint every this many steps
     eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: no scorecard)
@@ -117,6 +127,14 @@ def main():
     # model and data
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout, expect="policy",
                                          hint="make it with `python pretrain.py` (or use --init_from=gpt2)")
+    if cfg.lora_rank:
+        apply_lora(raw_model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets,
+                   cfg.lora_embeddings)
+        if is_hf_source(cfg.init_from) and not cfg.lora_embeddings:
+            rt.print("note: GPT-2's chat tokens start with identical embedding rows, which stay identical while "
+                     "frozen; add --lora_embeddings=true to train them")
+    trainable, total = count_trainable(raw_model)
+    rt.print(f"training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
     train, val = load_data(cfg, tokenizer, raw_model.config.block_size, rt)
     world = world_folder(cfg.data)
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
@@ -128,7 +146,7 @@ def main():
     start_step, best_val_loss = 0, float("inf")
     if cfg.resume:
         checkpoint = load_for_resume(cfg.out_dir, "sft", cfg, rt)
-        raw_model.load_state_dict(checkpoint["model"])
+        restore_weights(raw_model, checkpoint)
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step, best_val_loss = checkpoint["step"], checkpoint["best_val_loss"]
         rt.print(f"resuming from step {start_step} of {cfg.out_dir}/ckpt.pt")
@@ -151,8 +169,8 @@ def main():
         if rt.is_master:
             improved = metrics.get("val/loss", float("inf")) < best_val_loss
             best_val_loss = min(best_val_loss, metrics.get("val/loss", float("inf")))
-            checkpoint = {"stage": "sft", "step": step, "model": raw_model.state_dict(),
-                          "model_config": asdict(raw_model.config), "tokenizer": tokenizer.spec,
+            checkpoint = {"stage": "sft", "step": step, **model_weights(raw_model, cfg.init_from, cfg.lora_merge),
+                          "tokenizer": tokenizer.spec,
                           "config": asdict(cfg), "metrics": metrics,
                           "optimizer": optimizer.state_dict(), "best_val_loss": best_val_loss}
             save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), checkpoint)

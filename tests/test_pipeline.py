@@ -2,6 +2,7 @@
 resume equals an uninterrupted run, torchrun equals one process."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,11 +11,14 @@ import torch
 
 import dpo
 import eval as eval_script
+import export_hf
 import ppo
 import pretrain
 import reward
 import sft
 from checkpoint import load_model
+from cli import UserError
+from lora import apply_lora
 from data.gsm8k import prepare as gsm8k
 from data_formats import load_preferences
 from runtime import setup_runtime
@@ -152,6 +156,64 @@ def test_dpo_starts_at_ln2_and_resume_equals_an_uninterrupted_run(stages, small_
     rows = metrics(whole_dir)
     assert rows[0]["step"] == 0 and rows[0]["val/loss"] == pytest.approx(0.6931, abs=1e-4)
     assert rows[0]["val/rewards/accuracies"] == 0 and "eval/kl" in rows[0]
+    whole, resumed = train_losses(whole_dir), train_losses(half_dir)
+    assert whole.keys() == resumed.keys() and all(abs(whole[k] - resumed[k]) < 1e-5 for k in whole)
+
+
+LORA = ["--lora_rank=4", "--lora_alpha=8"]
+
+
+def test_lora_sft_resumes_exactly_and_its_checkpoint_loads_as_base_plus_adapters(stages, small_world, tmp_path):
+    whole, half = run_whole_and_resumed(sft, lambda out: sft_args(small_world, stages / "pretrain", out) + LORA,
+                                        tmp_path)
+    assert train_losses(half) == train_losses(whole)
+    ckpt = torch.load(whole / "ckpt.pt", weights_only=True)
+    assert ckpt["lora_base"] == str(stages / "pretrain") and ckpt["model"]
+    assert all(".lora_" in name for name in ckpt["model"])  # the adapters, nothing of the frozen model
+    by_hand, tokenizer, _ = load_model(str(stages / "pretrain"))  # the base, plus the adapters, unmerged
+    apply_lora(by_hand, 4, 8.0)
+    by_hand.load_state_dict(ckpt["model"], strict=False)
+    loaded, _, _ = load_model(str(whole))  # merged by load_model: a plain GPT
+    x = torch.tensor([tokenizer.encode("Fizo was born in the city of")])
+    assert torch.allclose(loaded.eval()(x)[0], by_hand.eval()(x)[0], atol=1e-5)
+    # --lora_merge: the same run saved as a plain checkpoint of the merged weights
+    assert run_script(sft, sft_args(small_world, stages / "pretrain", tmp_path / "merged") + LORA +
+                      ["--max_steps=4", "--lora_merge=true"]) == 0
+    merged_ckpt = torch.load(tmp_path / "merged" / "ckpt.pt", weights_only=True)
+    assert "lora_base" not in merged_ckpt and merged_ckpt["model_config"]["lora_rank"] == 0
+    merged, _, _ = load_model(str(tmp_path / "merged"))
+    assert torch.allclose(merged.eval()(x)[0], loaded(x)[0], atol=1e-5)
+    # export_hf merges too: a plain GPT-2 folder
+    assert run_script(export_hf, [f"--checkpoint={whole}", f"--out_dir={tmp_path / 'hf'}"]) == 0
+    from safetensors.torch import load_file
+    assert not any("lora" in name for name in load_file(tmp_path / "hf" / "model.safetensors"))
+
+
+def test_lora_adapters_on_a_changed_base_are_refused(stages, small_world, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(stages / "pretrain", base)
+    assert run_script(sft, sft_args(small_world, base, tmp_path / "run") + LORA + ["--max_steps=2"]) == 0
+    load_model(str(tmp_path / "run"))
+    ckpt = torch.load(base / "ckpt.pt", weights_only=True)
+    ckpt["model"]["transformer.wte.weight"] += 0.01  # the base retrained since
+    torch.save(ckpt, base / "ckpt.pt")
+    with pytest.raises(UserError, match="has changed since the LoRA adapters were trained"):
+        load_model(str(tmp_path / "run"))
+
+
+def test_lora_reward_model_trains_adapters_and_head_and_lora_dpo_starts_at_ln2_and_resumes(stages, small_world,
+                                                                                           tmp_path):
+    assert run_script(reward, reward_args(small_world, stages / "sft", tmp_path / "rm") + LORA + ["--max_steps=2"]) == 0
+    saved = torch.load(tmp_path / "rm" / "ckpt.pt", weights_only=True)["model"]
+    assert {"scalar_head.weight", "scalar_head.bias"} <= saved.keys()
+    assert all(".lora_" in name or name.startswith("scalar_head.") for name in saved)
+    model, _, _ = load_model(str(tmp_path / "rm"), expect="reward")
+    assert model.config.reward_pooling == "mean" and model.scalar_head is not None
+    # DPO: the reference is the policy with its adapters off, so at step 0 policy = reference: loss ln 2
+    whole_dir, half_dir = run_whole_and_resumed(dpo, lambda out: dpo_args(small_world, stages / "sft", out) + LORA,
+                                                tmp_path)
+    rows = metrics(whole_dir)
+    assert rows[0]["step"] == 0 and rows[0]["val/loss"] == pytest.approx(0.6931, abs=1e-4)
     whole, resumed = train_losses(whole_dir), train_losses(half_dir)
     assert whole.keys() == resumed.keys() and all(abs(whole[k] - resumed[k]) < 1e-5 for k in whole)
 
