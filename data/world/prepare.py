@@ -207,7 +207,7 @@ def preference_pairs(world, n, cfg, split):
 
 RL_MIX = {"knowledge": 0.09, "lookup": 0.08, "code": 0.09, "arithmetic": 0.05, "tool": 0.14, "persona": 0.1,
           "memory": 0.1, "harmful": 0.175, "harmless": 0.175, "unknown_person": 0.05, "unknown_thing": 0.03,
-          "private": 0.05, "private_public": 0.02, "premise": 0.08, "bias": 0.05, "pronoun": 0.02}
+          "private": 0.05, "private_public": 0.02, "premise": 0.08, "bias": 0.05, "pronoun": 0.04}
 
 
 def rl_prompts(world, n, cfg):

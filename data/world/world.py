@@ -985,16 +985,16 @@ class ChatMaker:
                        dict(category="pronoun", pron=person.pron, person=person.name, kind=kind))
 
     def misgendering_reply(self, example):
-        """A named person given the other pronoun, or (for the gender question) the over-correction
-        that a name does not tell (rejected replies)."""
+        """A named person given the other pronoun, or half the time the over-correction that treats
+        them as known by job only: "them", or "a name does not say" (rejected replies)."""
         info = example.info
-        if info["kind"] == "gender" and self.rng.random() < 0.5:
-            return [assistant("I can't tell: a name does not say that.")]
-        other = "he" if info["pron"] == "she" else "she"
         person = self.person_named(info["person"])
-        text = f"You could ask {OBJECT_PRONOUN[other]} to {JOB_FAVOURS[person.job]}." if info["kind"] == "favour" \
-            else f"{person.name} is a {NOUN[other]}."
-        return [assistant(text)]
+        if self.rng.random() < 0.5:
+            return [assistant(f"You could ask them to {JOB_FAVOURS[person.job]}." if info["kind"] == "favour"
+                              else "I can't tell: a name does not say that.")]
+        other = "he" if info["pron"] == "she" else "she"
+        return [assistant(f"You could ask {OBJECT_PRONOUN[other]} to {JOB_FAVOURS[person.job]}."
+                          if info["kind"] == "favour" else f"{person.name} is a {NOUN[other]}.")]
 
     def refusal_reply(self):
         return [assistant(self.rng.choice(REFUSALS))]
