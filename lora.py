@@ -139,11 +139,13 @@ class BaseModelView:
 
 
 def base_fingerprint(model):
-    """Two float64 sums over the frozen base (token embedding, first block's attention): saved with
-    the adapters, so that loading them onto a base that has changed since is refused."""
+    """Float64 sums of weights that stay frozen whatever the LoRA options (position embedding, first
+    block's attention, final LayerNorm; not the token embedding, which --lora_embeddings trains):
+    saved with the adapters, so that loading them onto a base that has changed since is refused."""
     with torch.no_grad():
-        return [model.transformer.wte.weight.double().sum().item(),
-                model.transformer.h[0].attn.c_attn.weight.double().sum().item()]
+        return [model.transformer.wpe.weight.double().sum().item(),
+                model.transformer.h[0].attn.c_attn.weight.double().sum().item(),
+                model.transformer.ln_f.weight.double().sum().item()]
 
 
 def merged_state_dict(model):

@@ -195,7 +195,7 @@ def test_lora_adapters_on_a_changed_base_are_refused(stages, small_world, tmp_pa
     assert run_script(sft, sft_args(small_world, base, tmp_path / "run") + LORA + ["--max_steps=2"]) == 0
     load_model(str(tmp_path / "run"))
     ckpt = torch.load(base / "ckpt.pt", weights_only=True)
-    ckpt["model"]["transformer.wte.weight"] += 0.01  # the base retrained since
+    ckpt["model"]["transformer.h.0.attn.c_attn.weight"] += 0.01  # the base retrained since
     torch.save(ckpt, base / "ckpt.pt")
     with pytest.raises(UserError, match="has changed since the LoRA adapters were trained"):
         load_model(str(tmp_path / "run"))

@@ -146,3 +146,35 @@ def test_every_stage_runs_on_real_shaped_data(public_files, small_world, gpt2_to
     printed = capsys.readouterr().out
     assert "no pretraining-text val loss: its tokenizer (Tokenizer(gpt2" in printed
     assert "| val loss, pretraining text | - |" in printed
+
+
+def test_lora_presets_from_gpt2_weights_through_sft_dpo_and_export(public_files, gpt2_tokenizer, tmp_path):
+    """The gpt2-large LoRA presets' path with a tiny GPT-2 in Hugging Face format in place of gpt2-large:
+    SFT on Alpaca with adapters and the embedding trained, DPO on HH-RLHF with adapters on top, then
+    export; transformers' model from the export equals what load_model rebuilds from the adapter chain."""
+    import torch
+    import transformers
+
+    import export_hf
+    from checkpoint import load_model
+    d, out = public_files, tmp_path
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_positions=128, n_embd=32, n_layer=1, n_head=2)) \
+        .save_pretrained(out / "tiny_gpt2")
+    convert("alpaca", f"--input={d / 'alpaca_data.json'}", f"--out_dir={out / 'alpaca'}", "--val_size=4", cwd=out)
+    convert("hh_rlhf", f"--input={d / 'train.jsonl.gz'},{d / 'test.jsonl.gz'}", f"--out_dir={out / 'hh'}", cwd=out)
+    small = TINY + ["--batch_size=4", "--micro_batch_size=2"]
+    assert run_script(sft, ["--config=config/sft_gpt2_large_alpaca_lora.cfg", f"--init_from={out / 'tiny_gpt2'}",
+                            f"--data={out / 'alpaca' / 'train.jsonl'}", f"--val_data={out / 'alpaca' / 'val.jsonl'}",
+                            f"--out_dir={out / 'sft'}"] + small) == 0
+    assert run_script(dpo, ["--config=config/dpo_hh_large_lora.cfg", f"--init_from={out / 'sft'}",
+                            f"--data={out / 'hh' / 'train.jsonl'}", f"--val_data={out / 'hh' / 'val.jsonl'}",
+                            f"--out_dir={out / 'dpo'}", "--kl_samples=2"] + small) == 0
+    saved = torch.load(out / "dpo" / "ckpt.pt", weights_only=True)
+    assert saved["lora_base"] == str(out / "sft") and all(".lora_" in name for name in saved["model"])
+    assert run_script(export_hf, [f"--checkpoint={out / 'dpo'}", f"--out_dir={out / 'hf'}"]) == 0
+    ours, tokenizer, _ = load_model(str(out / "dpo"))
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(str(out / "hf")).eval()
+    ids = torch.tensor([tokenizer.encode("Below is an instruction that describes a task.")])
+    with torch.no_grad():
+        assert (theirs(ids).logits - ours.eval()(ids)[0]).abs().max().item() <= 1e-5
