@@ -1,8 +1,8 @@
 """
 Speed figures for the machine this runs on: what the README's numbers come from.
 
-    python bench.py                                  # all four, ~4 min on a 2-core CPU
-    python bench.py --only=generation                # one of: train, generation, dpo, ppo
+    python bench.py                                  # all five, ~6 min on a 2-core CPU
+    python bench.py --only=generation                # one of: train, generation, dpo, ppo, lora
     python bench.py --train_shape=gpt2 --batch_size=16 --compile=True   # GPT-2 124M on a GPU
 
 1. peak: the denominator of MFU. A GPU in runtime.DATASHEET_PEAK_FLOPS takes its datasheet figure;
@@ -18,6 +18,10 @@ Speed figures for the machine this runs on: what the README's numbers come from.
    Both must produce the same tokens; the speed-up is the point of the cache.
 4. dpo, ppo: optimizer steps (DPO) and iterations (PPO: rollouts + PPO epochs) per second of the
    real scripts on the default models (out/sft, out/reward), read from their metrics.jsonl.
+5. lora: full fine-tuning against LoRA (lora.py, rank --lora_rank on the attention projections) in
+   the GPT-2 124M and gpt2-medium shapes (random weights, nothing downloaded): trainable parameters,
+   the bytes of their gradients and of AdamW's state (measured on the optimizer after a step), and
+   the time of a training step of one --lora_tokens-token sequence.
 """
 
 import inspect
@@ -36,6 +40,7 @@ import torch.nn.functional as F
 
 from cli import (DType, Device, NonNegativeFloat, NonNegativeInt, Path, PositiveInt, UserError, parse_config,
                  repo_path, run_main)
+from lora import apply_lora, count_trainable
 from metrics import read_metrics
 from model import GPT, GPTConfig, estimate_mfu, generate
 from runtime import datasheet_peak_flops, measure_peak_flops, setup_runtime, sync
@@ -46,11 +51,12 @@ TRAIN_SHAPES = {
     "world": (4, 4, 128, 256, 1088, 16),  # pretrain.py's default on the world
     "gpt2": (12, 12, 768, 1024, 50304, 8),  # GPT-2 124M (a GPU shape; raise batch_size to fill the GPU)
 }
+LORA_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024)}  # (n_layer, n_head, n_embd); block 1024
 
 
 @dataclass
 class BenchConfig:
-    only: Optional[str] = None  # comma-separated subset of train,generation,dpo,ppo (None: all)
+    only: Optional[str] = None  # comma-separated subset of train,generation,dpo,ppo,lora (None: all)
     train_shape: str = "shakespeare_char"  # shakespeare_char, world or gpt2 (see TRAIN_SHAPES)
     batch_size: NonNegativeInt = 0  # sequences per training step (0: the shape's own)
     train_steps: PositiveInt = 30  # timed training steps per round (after 3 warm-up steps)
@@ -62,6 +68,9 @@ class BenchConfig:
     new_tokens: PositiveInt = 256  # tokens generated per prompt
     dpo_steps: PositiveInt = 30  # DPO steps timed (the first is excluded: start-up)
     ppo_steps: PositiveInt = 6  # PPO iterations timed (the first is excluded)
+    lora_rank: PositiveInt = 8  # LoRA rank compared with full fine-tuning
+    lora_tokens: PositiveInt = 256  # tokens in the one sequence of each timed LoRA / full step
+    lora_steps: PositiveInt = 2  # timed steps of each (after one that creates AdamW's state)
     out_dir: Path = "out/bench"  # bench.json and bench.md go here
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
@@ -230,6 +239,44 @@ def bench_script(script, args, steps, cfg):
     return next(r["time/steps_per_s"] for r in reversed(rows) if "time/steps_per_s" in r)
 
 
+def bench_lora(cfg, rt):
+    """Full fine-tuning against LoRA, per GPT-2 shape: what the optimizer holds and a step's time."""
+    rows = []
+    for name, (n_layer, n_head, n_embd) in LORA_SHAPES.items():
+        for rank in (0, cfg.lora_rank):
+            torch.manual_seed(0)
+            model = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=1024,
+                                  vocab_size=50304)).to(rt.device)
+            if rank:
+                apply_lora(model, rank, alpha=16.0)
+            trainable, total = count_trainable(model)
+            optimizer = model.configure_optimizer(1e-4, 0.1, (0.9, 0.95), rt.device.type)
+            x = torch.randint(0, 50304, (1, cfg.lora_tokens + 1), device=rt.device)
+
+            def step():
+                with rt.autocast():
+                    _, loss = model(x[:, :-1], x[:, 1:])
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step()  # AdamW creates its state (two tensors per trainable parameter) at the first step
+            state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                        if torch.is_tensor(t) and t.dim() > 0)
+            sync(rt.device)
+            start = time.perf_counter()
+            for _ in range(cfg.lora_steps):
+                step()
+            sync(rt.device)
+            seconds = (time.perf_counter() - start) / cfg.lora_steps
+            rows.append({"shape": name, "rank": rank, "trainable": trainable, "total": total,
+                         "grad_MB": sum(p.numel() * p.element_size() for p in model.parameters()
+                                        if p.requires_grad) / 1e6,
+                         "adam_state_MB": state / 1e6, "step_s": seconds})
+            print(f"  {name}, {'LoRA rank ' + str(rank) if rank else 'full fine-tuning'}: {trainable:,} trainable, "
+                  f"AdamW state {state / 1e6:,.1f} MB, {seconds:.2f} s per step")
+    return rows
+
+
 def stage_models_present():
     missing = [d for d in ("out/sft", "out/reward") if not os.path.exists(repo_path(d, "ckpt.pt"))]
     if missing:
@@ -258,6 +305,15 @@ def write_report(cfg, device_name, results):
     if "ppo_steps_per_s" in results:
         lines.append(f"- ppo.py: {results['ppo_steps_per_s']:.3f} iterations/s ({1 / results['ppo_steps_per_s']:.1f} "
                      f"s each: 32 rollouts of up to 48 tokens, 2 PPO epochs)")
+    if "lora" in results:
+        lines += ["", f"LoRA against full fine-tuning (random weights, one sequence of {cfg.lora_tokens} tokens per "
+                      f"step, fp32 weights and AdamW state):", "",
+                  "| shape | training | trainable params | gradients | AdamW state | step time |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for r in results["lora"]:
+            lines.append(f"| {r['shape']} | {'LoRA rank ' + str(r['rank']) if r['rank'] else 'full'} | "
+                         f"{r['trainable'] / 1e6:,.2f}M of {r['total'] / 1e6:,.1f}M | {r['grad_MB']:,.1f} MB | "
+                         f"{r['adam_state_MB']:,.1f} MB | {r['step_s']:.2f} s |")
     os.makedirs(cfg.out_dir, exist_ok=True)
     with open(os.path.join(cfg.out_dir, "bench.json"), "w") as f:
         json.dump({"device": device_name, **results}, f, indent=1)
@@ -268,10 +324,11 @@ def write_report(cfg, device_name, results):
 
 def main():
     cfg = parse_config(BenchConfig, description=__doc__)
-    parts = cfg.only.split(",") if cfg.only else ["train", "generation", "dpo", "ppo"]
-    unknown = set(parts) - {"train", "generation", "dpo", "ppo"}
+    parts = cfg.only.split(",") if cfg.only else ["train", "generation", "dpo", "ppo", "lora"]
+    unknown = set(parts) - {"train", "generation", "dpo", "ppo", "lora"}
     if unknown or cfg.train_shape not in TRAIN_SHAPES:
-        raise UserError(f"--only takes train,generation,dpo,ppo and --train_shape one of {', '.join(TRAIN_SHAPES)}")
+        raise UserError(f"--only takes train,generation,dpo,ppo,lora and --train_shape one of "
+                        f"{', '.join(TRAIN_SHAPES)}")
     rt = setup_runtime(cfg.device, cfg.dtype)
     torch.set_grad_enabled(True)
     device_name = (torch.cuda.get_device_name() if rt.device.type == "cuda" else
@@ -297,6 +354,9 @@ def main():
         if "ppo" in parts:
             print("timing ppo.py ...")
             results["ppo_steps_per_s"] = bench_script("ppo.py", [], cfg.ppo_steps, cfg)
+    if "lora" in parts:
+        print("timing full fine-tuning and LoRA in GPT-2 shapes ...")
+        results["lora"] = bench_lora(cfg, rt)
     print("\n".join(write_report(cfg, device_name, results)))
     print(f"wrote {cfg.out_dir}/bench.md and bench.json")
 
