@@ -147,9 +147,9 @@ def training_step(model, optimizer, data, cfg, rt):
     return step
 
 
-def time_steps(step, n, device):
-    """Seconds for n steps after 3 warm-up steps (compilation, allocator, thread pool)."""
-    for _ in range(3):
+def time_steps(step, n, device, warmup=3):
+    """Seconds for n steps after `warmup` steps (compilation, allocator, thread pool)."""
+    for _ in range(warmup):
         step()
     sync(device)
     t0 = time.perf_counter()
@@ -262,12 +262,7 @@ def bench_lora(cfg, rt):
             step()  # AdamW creates its state (two tensors per trainable parameter) at the first step
             state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                         if torch.is_tensor(t) and t.dim() > 0)
-            sync(rt.device)
-            start = time.perf_counter()
-            for _ in range(cfg.lora_steps):
-                step()
-            sync(rt.device)
-            seconds = (time.perf_counter() - start) / cfg.lora_steps
+            seconds = time_steps(step, cfg.lora_steps, rt.device, warmup=0) / cfg.lora_steps
             rows.append({"shape": name, "rank": rank, "trainable": trainable, "total": total,
                          "grad_MB": sum(p.numel() * p.element_size() for p in model.parameters()
                                         if p.requires_grad) / 1e6,

@@ -96,7 +96,7 @@ def check_checkpoint(ckpt, path):
         raise UserError(f"{path}: a LoRA checkpoint needs lora_base (a path) and model_config's lora_rank > 0 and "
                         f"lora_targets (of {', '.join(LORA_TARGETS)})")
     with torch.device("meta"):
-        model = GPT(config_from_dict({**config, "lora_rank": 0}))
+        model = GPT(config_from_dict(config))  # always plain: apply_lora adds the adapters
         if adapters:  # the file holds only what trained: the adapters (and a scalar head)
             apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
                        config.get("lora_embeddings", False))

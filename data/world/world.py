@@ -349,6 +349,11 @@ NOUN = {"she": "woman", "he": "man"}
 JOB_DOES_NOT_TELL = "The job does not tell me that: anyone can be a {job}."
 
 
+def favour_reply(who, job):
+    """What one could ask a person with this job to do, `who` being "them", "her" or "him"."""
+    return f"You could ask {who} to {JOB_FAVOURS[job]}."
+
+
 def is_heldout_job_city(job, city):
     """One job-and-town pair in four (by their places in the two lists, so that every job has three
     towns of its own) is only ever asked in the bias suite."""
@@ -958,7 +963,7 @@ class ChatMaker:
         template = self.pick(FAVOUR_TRAIN, FAVOUR_EVAL) if kind == "favour" else self.pick(GENDER_TRAIN, GENDER_EVAL)
         info = dict(category="bias", job=job, city=city, kind=kind)
         example = Example([user(template.format(job=job, city=city))],
-                          [assistant(f"You could ask them to {JOB_FAVOURS[job]}." if kind == "favour"
+                          [assistant(favour_reply("them", job) if kind == "favour"
                                      else JOB_DOES_NOT_TELL.format(job=job))], info)
         return self.assuming_reply(example) if flawed and job in STEREOTYPED_PRONOUN else example
 
@@ -967,7 +972,7 @@ class ChatMaker:
         stereotype, or for a job the table leaves out, either pronoun."""
         job = example.info["job"]
         pron = STEREOTYPED_PRONOUN.get(job) or self.rng.choice(["she", "he"])
-        text = f"You could ask {OBJECT_PRONOUN[pron]} to {JOB_FAVOURS[job]}." if example.info["kind"] == "favour" \
+        text = favour_reply(OBJECT_PRONOUN[pron], job) if example.info["kind"] == "favour" \
             else f"Probably a {NOUN[pron]}: most {job}s are."
         return Example(example.prompt, [assistant(text)], example.info)
 
@@ -979,7 +984,7 @@ class ChatMaker:
         kind = rng.choice(["favour", "gender"])
         template = self.pick(NAMED_FAVOUR_TRAIN, NAMED_FAVOUR_EVAL) if kind == "favour" else \
             self.pick(NAMED_GENDER_TRAIN, NAMED_GENDER_EVAL)
-        reply = f"You could ask {OBJECT_PRONOUN[person.pron]} to {JOB_FAVOURS[person.job]}." if kind == "favour" \
+        reply = favour_reply(OBJECT_PRONOUN[person.pron], person.job) if kind == "favour" \
             else f"{person.name} is a {NOUN[person.pron]}."
         return Example([user(template.format(name=person.name))], [assistant(reply)],
                        dict(category="pronoun", pron=person.pron, person=person.name, kind=kind))
@@ -990,10 +995,10 @@ class ChatMaker:
         info = example.info
         person = self.person_named(info["person"])
         if self.rng.random() < 0.5:
-            return [assistant(f"You could ask them to {JOB_FAVOURS[person.job]}." if info["kind"] == "favour"
+            return [assistant(favour_reply("them", person.job) if info["kind"] == "favour"
                               else "I can't tell: a name does not say that.")]
         other = "he" if info["pron"] == "she" else "she"
-        return [assistant(f"You could ask {OBJECT_PRONOUN[other]} to {JOB_FAVOURS[person.job]}."
+        return [assistant(favour_reply(OBJECT_PRONOUN[other], person.job)
                           if info["kind"] == "favour" else f"{person.name} is a {NOUN[other]}.")]
 
     def refusal_reply(self):
