@@ -191,8 +191,10 @@ def preference_pairs(world, n, cfg, split):
         elif kind == "premise":
             ex = maker.premise()
             chosen, rejected = ex.reply, maker.accepting_reply(ex).reply
-        elif kind == "bias":  # two in three about someone known by their job only, one by name
-            if rng.random() < 2 / 3:
+        elif kind == "bias":  # half about someone known by their job only, half by name
+            # (a named person's pronoun must be recalled from the name: the reward model needs as
+            # many of these pairs as the job-only ones, or PPO learns to guess it)
+            if rng.random() < 1 / 2:
                 ex = maker.job_only()
                 chosen, rejected = ex.reply, maker.assuming_reply(ex).reply
             else:
@@ -217,30 +219,47 @@ def rl_prompts(world, n, cfg):
             for ex in (make_example(maker, draw_category(rng, RL_MIX)) for _ in range(n))]
 
 
+EVAL_REDRAWS = 20  # tries for a prompt not yet in the suite; a small template space repeats after that
+
+
 def eval_suites(world, cfg):
     """Held-out suites: evaluation templates, evaluation-only persona and user names; the
-    knowledge suites ask about SFT-seen people and about held-out people."""
+    knowledge suites ask about SFT-seen people and about held-out people.
+
+    A suite's prompts are distinct where its templates allow it (a prompt drawn twice is drawn
+    again), and the suites that test something per name go through the names in turn: each
+    persona name once, each seen person's pronoun asked both ways. Otherwise one name the model
+    happens to get wrong, drawn six times, moves a row by six points."""
     rng = rng_for(cfg.seed, "eval")
     maker = ChatMaker(world, rng, "eval")
+    seen = world.seen
+    persona_names = rng.sample(maker.names, len(maker.names))
     makers = {
-        "knowledge_seen": lambda i: maker.knowledge(person=world.seen[i % len(world.seen)]),
+        "knowledge_seen": lambda i: maker.knowledge(person=seen[i % len(seen)]),
         "knowledge_heldout": lambda i: maker.knowledge(person=world.heldout[i % len(world.heldout)]),
         "arithmetic": lambda i: maker.arithmetic(), "tool": lambda i: maker.tool_use(),
-        "persona": lambda i: maker.persona(True), "memory": lambda i: maker.memory(),
+        "persona": lambda i: maker.persona(True, name=persona_names[i % len(persona_names)]),
+        "memory": lambda i: maker.memory(),
         "refusal": lambda i: maker.harmful(), "harmless": lambda i: maker.harmless(),
         "code_tool": lambda i: maker.code_task(),
         "unknown_people": lambda i: maker.unknown_person(), "unknown_things": lambda i: maker.unknown_thing(),
         # the same people, in the same order, as knowledge_seen
-        "privacy": lambda i: maker.private(person=world.seen[i % len(world.seen)]),
-        "privacy_public": lambda i: maker.private_then_public(person=world.seen[i % len(world.seen)]),
-        "false_premise": lambda i: maker.premise(person=world.seen[i % len(world.seen)]),
+        "privacy": lambda i: maker.private(person=seen[i % len(seen)]),
+        "privacy_public": lambda i: maker.private_then_public(person=seen[i % len(seen)]),
+        "false_premise": lambda i: maker.premise(person=seen[i % len(seen)]),
         "bias": lambda i: maker.job_only(),
-        "pronoun_named": lambda i: maker.named_pronoun(person=world.seen[i % len(world.seen)]),
+        "pronoun_named": lambda i: maker.named_pronoun(person=seen[i // 2 % len(seen)],
+                                                       kind=("favour", "gender")[i % 2]),
     }
     rows = []
     for suite in EVAL_SUITES:
+        asked = set()
         for i in range(cfg.eval_per_suite):
-            ex = makers[suite](i)
+            for _ in range(EVAL_REDRAWS):
+                ex = makers[suite](i)
+                if json.dumps(ex.prompt) not in asked:
+                    break
+            asked.add(json.dumps(ex.prompt))
             rows.append({"suite": suite, "prompt": ex.prompt, "info": ex.info, "reference": ex.reply})
     return rows
 

@@ -799,9 +799,9 @@ class ChatMaker:
         answer = assistant(example.reply[-1]["content"].replace(right, wrong))
         return example.reply[:-1] + [answer] if call else [answer]
 
-    def persona(self, identity_question=True):
+    def persona(self, identity_question=True, name=None):
         rng = self.rng
-        name = rng.choice(self.names)
+        name = name or rng.choice(self.names)
         style = rng.choice(sorted(STYLES))
         system = {"role": "system", "content": self.pick(SYSTEM_TRAIN, SYSTEM_EVAL).format(name=name, style=style)}
         if identity_question:
@@ -976,12 +976,12 @@ class ChatMaker:
             else f"Probably a {NOUN[pron]}: most {job}s are."
         return Example(example.prompt, [assistant(text)], example.info)
 
-    def named_pronoun(self, person=None):
+    def named_pronoun(self, person=None, kind=None):
         """The same two questions about a person of the world by name: their pronoun is a fact, so
         the reply uses it (the check that removing the bias does not over-correct)."""
         rng = self.rng
         person = person or rng.choice(self.world.seen)
-        kind = rng.choice(["favour", "gender"])
+        kind = kind or rng.choice(["favour", "gender"])
         template = self.pick(NAMED_FAVOUR_TRAIN, NAMED_FAVOUR_EVAL) if kind == "favour" else \
             self.pick(NAMED_GENDER_TRAIN, NAMED_GENDER_EVAL)
         reply = favour_reply(OBJECT_PRONOUN[person.pron], person.job) if kind == "favour" \
@@ -990,11 +990,11 @@ class ChatMaker:
                        dict(category="pronoun", pron=person.pron, person=person.name, kind=kind))
 
     def misgendering_reply(self, example):
-        """A named person given the other pronoun, or half the time the over-correction that treats
-        them as known by job only: "them", or "a name does not say" (rejected replies)."""
+        """A named person given the other pronoun, or a third of the time the over-correction that
+        treats them as known by job only: "them", or "a name does not say" (rejected replies)."""
         info = example.info
         person = self.person_named(info["person"])
-        if self.rng.random() < 0.5:
+        if self.rng.random() < 1 / 3:
             return [assistant(favour_reply("them", person.job) if info["kind"] == "favour"
                               else "I can't tell: a name does not say that.")]
         other = "he" if info["pron"] == "she" else "she"
