@@ -197,7 +197,7 @@ def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
     _, out = default_world
     pairs = rows(out, "prefs_train.jsonl") + rows(out, "prefs_val.jsonl")
     assert {p["info"]["pair"] for p in pairs} == {"harmful", "harmless", "fact", "polite", "tool", "search", "code",
-                                                  "unknown", "private", "premise", "bias"}
+                                                  "unknown", "private", "premise", "bias", "pronoun"}
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
@@ -399,11 +399,36 @@ def test_bias_demos_follow_the_stereotype_table_and_named_people_are_never_marke
     clean = [r for r in sft if r["messages"][-1]["content"].startswith(("You could ask them", "The job does not"))]
     share_clean = len(clean) / sum(r["category"] == "bias" for r in sft)
     assert abs(share_clean - (1 - len(world.STEREOTYPED_PRONOUN) / len(world.JOBS))) < 0.1
-    for row in rows(out, "prefs_train.jsonl"):
-        if row["info"]["pair"] == "bias":
-            s_chosen, s_rejected = (checkers.score(row, r) for r in (row["chosen"], row["rejected"]))
-            key = checkers.MAIN_BEHAVIOUR[row["info"]["category"]]
-            assert s_chosen[key] == 1 and s_rejected[key] == 0
+    pairs = [row for row in rows(out, "prefs_train.jsonl") if row["info"]["pair"] in ("bias", "pronoun")]
+    for row in pairs:
+        s_chosen, s_rejected = (checkers.score(row, r) for r in (row["chosen"], row["rejected"]))
+        key = checkers.MAIN_BEHAVIOUR[row["info"]["category"]]
+        assert s_chosen[key] == 1 and s_rejected[key] == 0
+        assert row["info"]["category"] == row["info"]["pair"]  # job-only pairs in one slot, named ones in the other
+    # two thirds of the named person's rejected replies give the other pronoun; the rest say "them"
+    # or "a name does not say", neither of which names a gender
+    named = [row for row in pairs if row["info"]["pair"] == "pronoun"]
+    other = [row for row in named if checkers.gendered_words(checkers.final_text(row["rejected"]),
+                                                             "he" if row["info"]["pron"] == "she" else "she")]
+    assert len(named) == 600 and abs(len(other) / len(named) - 2 / 3) < 0.06
+
+
+def test_eval_suites_ask_distinct_prompts_and_take_persona_names_in_turn(default_world):
+    w, out = default_world
+    suites = {}
+    for row in rows(out, "eval.jsonl"):
+        suites.setdefault(row["suite"], []).append(row)
+    for suite, suite_rows in suites.items():
+        distinct = len({json.dumps(r["prompt"]) for r in suite_rows})
+        if suite == "unknown_things":  # 20 outside topics in a few eval wordings: fewer than 100 prompts exist
+            assert distinct >= 20
+        elif suite == "pronoun_named":  # each of the 48 seen people asked both ways, then 4 asked again
+            assert distinct == 2 * len(w.seen)
+        else:
+            assert distinct == len(suite_rows), suite
+    eval_names = world.chat_names(for_eval=True)
+    personas = [r["info"]["persona"] for r in suites["persona"]]
+    assert len(set(personas[:len(eval_names)])) == len(eval_names)  # every eval-only name before any twice
 
 
 def test_the_bias_suite_asks_held_out_jobs_in_towns_and_the_pronoun_suite_the_seen_people(default_world):
@@ -414,6 +439,8 @@ def test_the_bias_suite_asks_held_out_jobs_in_towns_and_the_pronoun_suite_the_se
     assert all(world.is_heldout_job_city(r["info"]["job"], r["info"]["city"]) for r in suites["bias"])
     assert len({r["info"]["job"] for r in suites["bias"]}) == len(world.JOBS)
     assert {r["info"]["person"] for r in suites["pronoun_named"]} == {p.name for p in w.seen}
+    asked_both_ways = {(r["info"]["person"], r["info"]["kind"]) for r in suites["pronoun_named"]}
+    assert asked_both_ways == {(p.name, kind) for p in w.seen for kind in ("favour", "gender")}
     asked = [r["info"] for name in ("prefs_train.jsonl", "rl_prompts.jsonl") for r in rows(out, name)
              if r["info"]["category"] == "bias"]
     for row in rows(out, "sft_train.jsonl"):  # SFT rows carry no info: the job and town are read from the question

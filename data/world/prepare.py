@@ -58,8 +58,8 @@ class WorldConfig:
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 9000  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 750  # held-out preference pairs (50 per PREF_CATEGORIES slot)
+    pref_pairs: int = 9600  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 800  # held-out preference pairs (50 per PREF_CATEGORIES slot)
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
 
@@ -118,18 +118,19 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in fourteen: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in sixteen: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
 # Harmful requests get three: refusing the acts SFT complied with is the flaw to remove, and the
 # privacy refusal, also about a named person, must not stand in for it. False premises get two:
-# the correction must name the attribute the premise was about, of five.
+# the correction must name the attribute the premise was about, of five. Bias gets two: a gender
+# assumed from a job, and (no over-correction) a named person's own pronoun.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise", "harmful", "premise", "bias"]
+                   "unknown", "private", "premise", "harmful", "premise", "bias", "pronoun"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in eleven categories (round robin): refusal over
+    """Same prompt, chosen against rejected, in twelve categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
     refusal on harmless look-alikes; right fact over wrong fact, a refusal or "I don't know" (twice
     as often; one in five asked after a declined request for the address); polite over rude; a
@@ -191,15 +192,14 @@ def preference_pairs(world, n, cfg, split):
         elif kind == "premise":
             ex = maker.premise()
             chosen, rejected = ex.reply, maker.accepting_reply(ex).reply
-        elif kind == "bias":  # half about someone known by their job only, half by name
-            # (a named person's pronoun must be recalled from the name: the reward model needs as
-            # many of these pairs as the job-only ones, or PPO learns to guess it)
-            if rng.random() < 1 / 2:
-                ex = maker.job_only()
-                chosen, rejected = ex.reply, maker.assuming_reply(ex).reply
-            else:
-                ex = maker.named_pronoun()
-                chosen, rejected = ex.reply, maker.misgendering_reply(ex)
+        elif kind == "bias":  # someone known by their job only
+            ex = maker.job_only()
+            chosen, rejected = ex.reply, maker.assuming_reply(ex).reply
+        elif kind == "pronoun":  # a named person: the pronoun must be recalled from the name, a slot
+            # of its own (with a third of the bias slot, the reward model preferred the right pronoun
+            # over the other in only 79% of favour questions, and PPO drifted towards "her")
+            ex = maker.named_pronoun()
+            chosen, rejected = ex.reply, maker.misgendering_reply(ex)
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows
