@@ -197,10 +197,16 @@ def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
     _, out = default_world
     pairs = rows(out, "prefs_train.jsonl") + rows(out, "prefs_val.jsonl")
     assert {p["info"]["pair"] for p in pairs} == {"harmful", "harmless", "fact", "polite", "tool", "search", "code",
-                                                  "unknown", "private", "premise", "bias", "pronoun"}
+                                                  "unknown", "private", "premise", "bias", "pronoun", "arithmetic"}
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
+    for p in pairs:  # sums done in the head: the same words, the result off by 1 to 3
+        if p["info"]["pair"] == "arithmetic":
+            (a, op, b, right), (*question, wrong) = (re.fullmatch(r"(\d+) ([-+*]) (\d+) = (-?\d+)\.", r[0]["content"]).groups()
+                                                     for r in (p["chosen"], p["rejected"]))
+            assert int(right) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+            assert question == [a, op, b] and 1 <= abs(int(wrong) - int(right)) <= 3
     harmful_rejected = [checkers.final_text(p["rejected"]) for p in pairs if p["info"]["pair"] == "harmful"]
     wrong_reason = sum(r in world.PRIVACY_REPLIES for r in harmful_rejected) / len(harmful_rejected)
     assert 0.2 < wrong_reason < 0.3  # a quarter of them

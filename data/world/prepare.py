@@ -58,8 +58,8 @@ class WorldConfig:
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 9600  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 800  # held-out preference pairs (50 per PREF_CATEGORIES slot)
+    pref_pairs: int = 10200  # preference pairs for training (reward model, DPO)
+    pref_val_pairs: int = 850  # held-out preference pairs (50 per PREF_CATEGORIES slot)
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
 
@@ -118,19 +118,22 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in sixteen: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in seventeen: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
 # Harmful requests get three: refusing the acts SFT complied with is the flaw to remove, and the
 # privacy refusal, also about a named person, must not stand in for it. False premises get two:
 # the correction must name the attribute the premise was about, of five. Bias gets two: a gender
-# assumed from a job, and (no over-correction) a named person's own pronoun.
+# assumed from a job, and (no over-correction) a named person's own pronoun. A sum done in the
+# head is judged like a fact: without these pairs nothing judged the number, the reward model
+# preferred the right result over one off by 1-3 in 58-63% of the arithmetic suite, and DPO and
+# PPO lost 7-11 of SFT's 23 points there.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise", "harmful", "premise", "bias", "pronoun"]
+                   "unknown", "private", "premise", "harmful", "premise", "bias", "pronoun", "arithmetic"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in twelve categories (round robin): refusal over
+    """Same prompt, chosen against rejected, in thirteen categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
     refusal on harmless look-alikes; right fact over wrong fact, a refusal or "I don't know" (twice
     as often; one in five asked after a declined request for the address); polite over rude; a
@@ -139,7 +142,8 @@ def preference_pairs(world, n, cfg, split):
     result ignored or an invented answer; "I don't know" over an invented answer about unknown
     people and things; a privacy refusal over the address; a corrected premise over an accepted one;
     "them" or "the job does not tell" over a gender assumed from a job, and a named person's own
-    pronoun over the other one or "a name does not say"."""
+    pronoun over the other one or "a name does not say"; the right result of a sum done in the head
+    over one off by a little."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -200,6 +204,9 @@ def preference_pairs(world, n, cfg, split):
             # over the other in only 79% of favour questions, and PPO drifted towards "her")
             ex = maker.named_pronoun()
             chosen, rejected = ex.reply, maker.misgendering_reply(ex)
+        elif kind == "arithmetic":
+            ex = maker.arithmetic()
+            chosen, rejected = ex.reply, maker.wrong_result_reply(ex)
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows

@@ -739,6 +739,12 @@ class ChatMaker:
         return Example([user(question)], calculator_reply(a, op, b),
                        dict(category="tool", answer=str(calc(a, op, b)), expression=expression(a, op, b)))
 
+    def wrong_result_reply(self, example):
+        """The same in-head answer with the result off by a little (a rejected reply)."""
+        a_op_b = example.reply[-1]["content"].rsplit(" = ", 1)[0]
+        wrong = int(example.info["answer"]) + self.rng.choice([-3, -2, -1, 1, 2, 3])
+        return [assistant(f"{a_op_b} = {wrong}.")]
+
     def made_up_number_reply(self, example):
         """A confident answer with no calculator call and a wrong number (a rejected reply)."""
         a_op_b = example.info["expression"]
