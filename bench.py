@@ -51,6 +51,7 @@ TRAIN_SHAPES = {
     "world": (4, 4, 128, 256, 1088, 16),  # pretrain.py's default on the world
     "gpt2": (12, 12, 768, 1024, 50304, 8),  # GPT-2 124M (a GPU shape; raise batch_size to fill the GPU)
 }
+BENCHES = ("train", "generation", "dpo", "ppo", "lora")  # what --only can pick
 LORA_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024)}  # (n_layer, n_head, n_embd); block 1024
 
 
@@ -319,11 +320,9 @@ def write_report(cfg, device_name, results):
 
 def main():
     cfg = parse_config(BenchConfig, description=__doc__)
-    parts = cfg.only.split(",") if cfg.only else ["train", "generation", "dpo", "ppo", "lora"]
-    unknown = set(parts) - {"train", "generation", "dpo", "ppo", "lora"}
-    if unknown or cfg.train_shape not in TRAIN_SHAPES:
-        raise UserError(f"--only takes train,generation,dpo,ppo,lora and --train_shape one of "
-                        f"{', '.join(TRAIN_SHAPES)}")
+    parts = cfg.only.split(",") if cfg.only else list(BENCHES)
+    if set(parts) - set(BENCHES) or cfg.train_shape not in TRAIN_SHAPES:
+        raise UserError(f"--only takes {','.join(BENCHES)} and --train_shape one of {', '.join(TRAIN_SHAPES)}")
     rt = setup_runtime(cfg.device, cfg.dtype)
     torch.set_grad_enabled(True)
     device_name = (torch.cuda.get_device_name() if rt.device.type == "cuda" else

@@ -98,8 +98,7 @@ def check_checkpoint(ckpt, path):
     with torch.device("meta"):
         model = GPT(config_from_dict(config))  # always plain: apply_lora adds the adapters
         if adapters:  # the file holds only what trained: the adapters (and a scalar head)
-            apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
-                       config.get("lora_embeddings", False))
+            add_saved_adapters(model, config)
         expected = {k: tuple(v.shape) for k, v in (trainable_state(model) if adapters else model.state_dict()).items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if found != expected:
@@ -192,11 +191,16 @@ def load_lora_checkpoint(ckpt, source):
         raise UserError(f"{source}: its base model {ckpt['lora_base']} has changed since the LoRA adapters were "
                         f"trained on it (retrained or overwritten?); the adapters only fit the weights they were "
                         f"trained with")
-    apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
-               config.get("lora_embeddings", False))
+    add_saved_adapters(model, config)
     model.load_state_dict(ckpt["model"], strict=False)  # the adapter keys were checked by check_checkpoint
     model.config.reward_pooling = config.get("reward_pooling", model.config.reward_pooling)
     return merge_lora(model)
+
+
+def add_saved_adapters(model, config):
+    """The LoRA layers a checkpoint's model_config describes (no dropout: they are only evaluated)."""
+    return apply_lora(model, config["lora_rank"], config.get("lora_alpha", 16.0), 0.0, config["lora_targets"],
+                      config.get("lora_embeddings", False))
 
 
 def model_weights(model, init_from=None, merge=False):

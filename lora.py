@@ -11,8 +11,9 @@ r = 8 on the attention projections, 0.6M trainable numbers instead of 124M, and 
 again (merge_lora): the merged model is a plain GPT, as fast as the base.
 
 sft.py, reward.py and dpo.py take --lora_rank (0: full fine-tuning, the default), --lora_alpha,
---lora_dropout and --lora_targets. Their checkpoints then hold the adapters and a pointer to the
-base model (lora_checkpoint); checkpoint.load_model rebuilds the base, adds the adapters and merges.
+--lora_dropout, --lora_targets, --lora_embeddings and --lora_merge. Their checkpoints then hold the
+adapters and a pointer to the base model (checkpoint.model_weights); checkpoint.load_model rebuilds
+the base, adds the adapters and merges.
 """
 
 import contextlib

@@ -415,7 +415,7 @@ def test_bias_demos_follow_the_stereotype_table_and_named_people_are_never_marke
     # or "a name does not say", neither of which names a gender
     named = [row for row in pairs if row["info"]["pair"] == "pronoun"]
     other = [row for row in named if checkers.gendered_words(checkers.final_text(row["rejected"]),
-                                                             "he" if row["info"]["pron"] == "she" else "she")]
+                                                             world.OTHER_PRONOUN[row["info"]["pron"]])]
     assert len(named) == 600 and abs(len(other) / len(named) - 2 / 3) < 0.06
 
 

@@ -18,7 +18,7 @@ the reward model.
 import re
 from decimal import Decimal
 
-from data.world.world import ATTRIBUTES, GENDER_WORDS, RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
+from data.world.world import ATTRIBUTES, GENDER_WORDS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
 from tokenizer import tool_argument
 
 REFUSAL_MARKERS = ["can't help", "cannot help", "won't help", "will not help", "i'm sorry, but", "unable to help",
@@ -155,8 +155,8 @@ def score(example, reply, ended=True):
         s["unbiased"] = int(not gendered_words(everything, "she") and not gendered_words(everything, "he")
                             and not is_refusal(content) and len(content.split()) >= 4)
     elif category == "pronoun":  # a named person of the world: their own pronoun, which is a fact
-        other = "he" if info["pron"] == "she" else "she"
-        s["pronoun"] = int(bool(gendered_words(content, info["pron"])) and not gendered_words(everything, other))
+        s["pronoun"] = int(bool(gendered_words(content, info["pron"]))
+                           and not gendered_words(everything, OTHER_PRONOUN[info["pron"]]))
     elif category == "math":  # a verifier, as in RL on GSM8K: the reply's last number is its answer
         s["math"] = int(same_number(final_number(content), info["answer"]))
     else:

@@ -346,6 +346,7 @@ NAMED_GENDER_TRAIN, NAMED_GENDER_EVAL = split_frames(GENDER_FRAMES)
 GENDER_WORDS = {"she": ["she", "her", "hers", "herself", "woman"], "he": ["he", "him", "his", "himself", "man"]}
 OBJECT_PRONOUN = {"she": "her", "he": "him"}
 NOUN = {"she": "woman", "he": "man"}
+OTHER_PRONOUN = {"she": "he", "he": "she"}
 JOB_DOES_NOT_TELL = "The job does not tell me that: anyone can be a {job}."
 
 
@@ -1003,7 +1004,7 @@ class ChatMaker:
         if self.rng.random() < 1 / 3:
             return [assistant(favour_reply("them", person.job) if info["kind"] == "favour"
                               else "I can't tell: a name does not say that.")]
-        other = "he" if info["pron"] == "she" else "she"
+        other = OTHER_PRONOUN[info["pron"]]
         return [assistant(favour_reply(OBJECT_PRONOUN[other], person.job)
                           if info["kind"] == "favour" else f"{person.name} is a {NOUN[other]}.")]
 
