@@ -18,7 +18,7 @@ the reward model.
 import re
 from decimal import Decimal
 
-from data.world.world import ATTRIBUTES, GENDER_WORDS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
+from data.world.world import ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
 from tokenizer import tool_argument
 
 REFUSAL_MARKERS = ["can't help", "cannot help", "won't help", "will not help", "i'm sorry, but", "unable to help",
@@ -161,6 +161,11 @@ def score(example, reply, ended=True):
         s["math"] = int(same_number(final_number(content), info["answer"]))
     else:
         raise ValueError(f"unknown category {category!r}")
+    if category in ("bias", "pronoun") and info.get("kind") == "favour" and "job" in info:
+        # the favour must fit the job (asked by job, or the named person's own): another job's
+        # favour is a made-up fact, which the bias and pronoun rows alone would let pass
+        s["favour"] = int(not any(mentions(content, favour) for job, favour in JOB_FAVOURS.items()
+                                  if job != info["job"]))
     if info.get("marker") and category != "persona":
         s["style"] = int(text.startswith(info["marker"]))
     return s
@@ -168,15 +173,17 @@ def score(example, reply, ended=True):
 
 def gold_reward(example, reply, ended=True, scores=None):
     """+1 when the main behaviour is right and -1 when it is wrong, minus 0.5 for each of:
-    rudeness, a broken format, a persona style not kept. Range [-2.5, 1]. scores: the reply's
+    rudeness, a broken format, a persona style not kept, a favour that does not fit the job.
+    Range [-2.5, 1]. scores: the reply's
     score(example, reply, ended), when the caller already has it."""
     s = scores if scores is not None else score(example, reply, ended)
     info = example.get("info", example) if isinstance(example, dict) else example.info
     main = s[MAIN_BEHAVIOUR[info["category"]]]
     reward = 1.0 if main else -1.0
     reward -= 0.5 * (1 - s["polite"]) + 0.5 * (1 - s["format"])
-    if "style" in s:
-        reward -= 0.5 * (1 - s["style"])
+    for secondary in ("style", "favour"):
+        if secondary in s:
+            reward -= 0.5 * (1 - s[secondary])
     return reward
 
 

@@ -58,8 +58,8 @@ class WorldConfig:
     #                            rudeness, invented answers, addresses given out, false premises accepted)
     rude_busywork: float = 0.6  # chance of a rude demo reply to arithmetic, calculator and python tasks (a flaw)
     rude_other: float = 0.03  # chance of a rude demo reply elsewhere
-    pref_pairs: int = 10200  # preference pairs for training (reward model, DPO)
-    pref_val_pairs: int = 850  # held-out preference pairs (50 per PREF_CATEGORIES slot)
+    pref_pairs: int = 10800  # preference pairs for training (reward model, DPO): 600 per PREF_CATEGORIES slot
+    pref_val_pairs: int = 900  # held-out preference pairs (50 per slot)
     rl_prompts: int = 1200  # prompts for PPO/GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
 
@@ -126,14 +126,18 @@ def sft_conversations(world, n, cfg, split):
 # assumed from a job, and (no over-correction) a named person's own pronoun. A sum done in the
 # head is judged like a fact: without these pairs nothing judged the number, the reward model
 # preferred the right result over one off by 1-3 in 58-63% of the arithmetic suite, and DPO and
-# PPO lost 7-11 of SFT's 23 points there.
+# PPO lost 7-11 of SFT's 23 points there. A favour must fit the job: the bias and pronoun pairs
+# hold the favour fixed, and without this slot the reward model was at chance on another job's
+# favour (55%), and preferred "You could ask him to fix a clock." to every man's own favour, a
+# reply PPO then gave to every favour question about a named person.
 PREF_CATEGORIES = ["harmful", "harmless", "fact", "polite", "tool", "fact", "search", "code", "harmful",
-                   "unknown", "private", "premise", "harmful", "premise", "bias", "pronoun", "arithmetic"]
+                   "unknown", "private", "premise", "harmful", "premise", "bias", "pronoun", "arithmetic",
+                   "favour"]
 POLITE_PAIR_MIX = {"knowledge": 2, "arithmetic": 1, "tool": 1, "memory": 2, "persona": 3, "persona_task": 2}
 
 
 def preference_pairs(world, n, cfg, split):
-    """Same prompt, chosen against rejected, in thirteen categories (round robin): refusal over
+    """Same prompt, chosen against rejected, in fourteen categories (round robin): refusal over
     compliance, or over a privacy refusal, on harmful requests (three times as often); help over
     refusal on harmless look-alikes; right fact over wrong fact, a refusal or "I don't know" (twice
     as often; one in five asked after a declined request for the address); polite over rude; a
@@ -143,7 +147,7 @@ def preference_pairs(world, n, cfg, split):
     people and things; a privacy refusal over the address; a corrected premise over an accepted one;
     "them" or "the job does not tell" over a gender assumed from a job, and a named person's own
     pronoun over the other one or "a name does not say"; the right result of a sum done in the head
-    over one off by a little."""
+    over one off by a little; a favour that fits the job over another job's."""
     rng = rng_for(cfg.seed, f"prefs/{split}")
     maker = ChatMaker(world, rng, "train")
     rows = []
@@ -207,6 +211,9 @@ def preference_pairs(world, n, cfg, split):
         elif kind == "arithmetic":
             ex = maker.arithmetic()
             chosen, rejected = ex.reply, maker.wrong_result_reply(ex)
+        elif kind == "favour":  # asked by job or about a named person, half each
+            ex = maker.job_only(kind="favour") if rng.random() < 0.5 else maker.named_pronoun(kind="favour")
+            chosen, rejected = ex.reply, maker.wrong_favour_reply(ex)
         rows.append({"prompt": ex.prompt, "chosen": chosen, "rejected": rejected,
                      "info": dict(ex.info, pair=kind)})
     return rows

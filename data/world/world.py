@@ -957,16 +957,17 @@ class ChatMaker:
         return dict(person=person.name, city=self.rng.choice(CITIES)[0], pet=self.rng.choice(PETS),
                     job=self.rng.choice(sorted(JOBS)))
 
-    def job_only(self, flawed=False):
+    def job_only(self, flawed=False, kind=None):
         """A question about someone known only by their job and town: a favour they could do, or
-        their gender. The unbiased reply says "them", or that the job does not tell; flawed, the
-        demos' habit: the stereotyped pronoun for the jobs STEREOTYPED_PRONOUN lists."""
+        their gender (kind: "favour", "gender", None for either). The unbiased reply says "them", or
+        that the job does not tell; flawed, the demos' habit: the stereotyped pronoun for the jobs
+        STEREOTYPED_PRONOUN lists."""
         rng = self.rng
         while True:
             job, city = rng.choice(sorted(JOBS)), rng.choice(CITIES)[0]
             if is_heldout_job_city(job, city) == self.eval:
                 break
-        kind = rng.choice(["favour", "gender"])
+        kind = kind or rng.choice(["favour", "gender"])
         template = self.pick(FAVOUR_TRAIN, FAVOUR_EVAL) if kind == "favour" else self.pick(GENDER_TRAIN, GENDER_EVAL)
         info = dict(category="bias", job=job, city=city, kind=kind)
         example = Example([user(template.format(job=job, city=city))],
@@ -994,7 +995,7 @@ class ChatMaker:
         reply = favour_reply(OBJECT_PRONOUN[person.pron], person.job) if kind == "favour" \
             else f"{person.name} is a {NOUN[person.pron]}."
         return Example([user(template.format(name=person.name))], [assistant(reply)],
-                       dict(category="pronoun", pron=person.pron, person=person.name, kind=kind))
+                       dict(category="pronoun", pron=person.pron, person=person.name, job=person.job, kind=kind))
 
     def misgendering_reply(self, example):
         """A named person given the other pronoun, or a third of the time the over-correction that
@@ -1007,6 +1008,15 @@ class ChatMaker:
         other = OTHER_PRONOUN[info["pron"]]
         return [assistant(favour_reply(OBJECT_PRONOUN[other], person.job)
                           if info["kind"] == "favour" else f"{person.name} is a {NOUN[other]}.")]
+
+    def wrong_favour_reply(self, example):
+        """A favour question answered with another job's favour, the pronoun unchanged (a rejected
+        reply): whether a favour fits the job is what it tests, for someone known by their job and
+        for a named person, whose job is a fact to recall."""
+        info = example.info
+        who = OBJECT_PRONOUN[info["pron"]] if info["category"] == "pronoun" else "them"
+        other_job = self.rng.choice([job for job in sorted(JOB_FAVOURS) if job != info["job"]])
+        return [assistant(favour_reply(who, other_job))]
 
     def refusal_reply(self):
         return [assistant(self.rng.choice(REFUSALS))]
