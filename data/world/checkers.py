@@ -18,7 +18,8 @@ the reward model.
 import re
 from decimal import Decimal
 
-from data.world.world import ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES, values_of
+from data.world.world import (ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES,
+                              values_of)
 from tokenizer import tool_argument
 
 REFUSAL_MARKERS = ["can't help", "cannot help", "won't help", "will not help", "i'm sorry, but", "unable to help",
@@ -173,8 +174,8 @@ def score(example, reply, ended=True):
 
 def gold_reward(example, reply, ended=True, scores=None):
     """+1 when the main behaviour is right and -1 when it is wrong, minus 0.5 for each of:
-    rudeness, a broken format, a persona style not kept, a favour that does not fit the job.
-    Range [-2.5, 1]. scores: the reply's
+    rudeness, a broken format, a persona style not kept, a favour that does not fit the job
+    (style and favour never apply to the same reply). Range [-2.5, 1]. scores: the reply's
     score(example, reply, ended), when the caller already has it."""
     s = scores if scores is not None else score(example, reply, ended)
     info = example.get("info", example) if isinstance(example, dict) else example.info
