@@ -118,7 +118,7 @@ def sft_conversations(world, n, cfg, split):
 
 # ----------------------------------------------------------------------------- preferences
 
-# Facts get two turns in seventeen: a fact has many wrong values, and a reward model only learns to
+# Facts get two turns in eighteen: a fact has many wrong values, and a reward model only learns to
 # judge truth (rather than to remember which wrong sentences were rejected) when it sees several.
 # Harmful requests get three: refusing the acts SFT complied with is the flaw to remove, and the
 # privacy refusal, also about a named person, must not stand in for it. False premises get two:

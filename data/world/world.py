@@ -1001,13 +1001,12 @@ class ChatMaker:
         """A named person given the other pronoun, or a third of the time the over-correction that
         treats them as known by job only: "them", or "a name does not say" (rejected replies)."""
         info = example.info
-        person = self.person_named(info["person"])
         if self.rng.random() < 1 / 3:
-            return [assistant(favour_reply("them", person.job) if info["kind"] == "favour"
+            return [assistant(favour_reply("them", info["job"]) if info["kind"] == "favour"
                               else "I can't tell: a name does not say that.")]
         other = OTHER_PRONOUN[info["pron"]]
-        return [assistant(favour_reply(OBJECT_PRONOUN[other], person.job)
-                          if info["kind"] == "favour" else f"{person.name} is a {NOUN[other]}.")]
+        return [assistant(favour_reply(OBJECT_PRONOUN[other], info["job"])
+                          if info["kind"] == "favour" else f"{info['person']} is a {NOUN[other]}.")]
 
     def wrong_favour_reply(self, example):
         """A favour question answered with another job's favour, the pronoun unchanged (a rejected
