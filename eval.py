@@ -21,24 +21,19 @@ that only sharpens the model raises pass@1 towards pass@n and leaves pass@n wher
 
 Writes out_dir/scorecard.md (one column per checkpoint) and scorecard.json (scores + sample replies),
 with --pass_at_k also a pass@k table in scorecard.md and out_dir/pass_at_k.png.
-The scoring itself lives in data/world/scorecard.py, which the training stages also track.
+The scoring itself lives in evaluation.py, which the training stages also call.
 """
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-
 from checkpoint import check_kind, load_checkpoint, load_model
 from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
-from data.world.checkers import MAIN_BEHAVIOUR, score
 from data.world.prepare import ensure_world
-from data.world.scorecard import ROWS, chat_scorecard, is_chat_model, load_suites, probe_scorecard, val_losses
-from generation import respond
-from metrics import plot_series
+from evaluation import (ROWS, chat_scorecard, is_chat_model, load_suites, pass_at_k_curves, plot_pass_at_k,
+                        probe_scorecard, val_losses)
 from run_folder import check_writable
 from tools import Tools
 from runtime import setup_runtime
@@ -79,42 +74,9 @@ def evaluate_checkpoint(path, suites, cfg, rt):
               f"{cfg.data_dir}/val.bin was written with")
     result = {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
     if cfg.pass_at_k and is_chat_model(ckpt):
-        result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, tools, cfg, rt)
+        result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, cfg.pass_suites.split(","), cfg.pass_at_k,
+                                               tools, rt, cfg.batch_size, cfg.max_new_tokens, cfg.seed)
     return result
-
-
-# ----------------------------------------------------------------------------- pass@k
-
-
-def pass_at_k(n, c, k):
-    """The unbiased estimator of pass@k from n samples of which c are right (Chen et al. 2021): the
-    chance that k of them, drawn without replacement, include a right one, 1 - C(n - c, k) / C(n, k)."""
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # comb is 0 when n - c < k: then pass@k is 1
-
-
-def right_counts(model, tokenizer, rows, n, tools, cfg, rt):
-    """For each prompt, how many of n replies sampled at temperature 1 the world's checker accepts."""
-    generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
-    per_batch = max(1, cfg.batch_size // n)  # prompts per batch: each is repeated n times
-    counts = []
-    for i in range(0, len(rows), per_batch):
-        batch = [row for row in rows[i:i + per_batch] for _ in range(n)]  # (prompts * n) rows, a prompt's n together
-        replies = respond(model, tokenizer, [r["prompt"] for r in batch], cfg.max_new_tokens, temperature=1.0,
-                          tools=tools, generator=generator)
-        hits = [score(row, reply.messages, reply.ended)[MAIN_BEHAVIOUR[row["info"]["category"]]]
-                for row, reply in zip(batch, replies)]
-        counts += [sum(hits[j:j + n]) for j in range(0, len(hits), n)]
-    return counts
-
-
-def pass_at_k_curves(model, tokenizer, suites, tools, cfg, rt):
-    """{suite: [pass@1, ..., pass@n]}, each the mean over the suite's prompts."""
-    curves = {}
-    for suite in cfg.pass_suites.split(","):
-        counts = right_counts(model, tokenizer, suites[suite], cfg.pass_at_k, tools, cfg, rt)
-        curves[suite] = [sum(pass_at_k(cfg.pass_at_k, c, k) for c in counts) / len(counts)
-                         for k in range(1, cfg.pass_at_k + 1)]
-    return curves
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -185,11 +147,8 @@ def main():
     if cfg.pass_at_k:
         table += f"\n\npass@k from {cfg.pass_at_k} replies per prompt at temperature 1:\n\n" + \
             pass_at_k_table(results, cfg.pass_at_k)
-        rows = [{"k": k, **{f"{name} {suite}": r["pass_at_k"][suite][k - 1] for name, r in results.items()
-                            for suite in r.get("pass_at_k", {})}} for k in range(1, cfg.pass_at_k + 1)]
-        names = [name for name in rows[0] if name != "k"]
-        plot_series(os.path.join(cfg.out_dir, "pass_at_k.png"), rows, {"pass@k": ("k", names)}, x="k",
-                    title="pass@k: the chance that k samples hold a right reply")
+        plot_pass_at_k(os.path.join(cfg.out_dir, "pass_at_k.png"),
+                       {name: r["pass_at_k"] for name, r in results.items() if "pass_at_k" in r}, cfg.pass_at_k)
     print(table)
     with open(os.path.join(cfg.out_dir, "scorecard.md"), "w") as f:
         f.write(table + "\n")

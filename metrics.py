@@ -7,12 +7,9 @@ import json
 import os
 import time
 
-import matplotlib
+from matplotlib.figure import Figure  # drawn straight to a file: no pyplot, no display, no backend to choose
 
-matplotlib.use("Agg")  # headless: plots are files, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from model import estimate_mfu  # noqa: E402
+from model import estimate_mfu
 
 
 def read_metrics(run_dir):
@@ -127,7 +124,8 @@ class MetricsLog:
 
 def plot_series(path, rows, panels, x="step", title=None):
     """One PNG with a panel per entry of panels, curves from rows (dicts); written atomically."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (panel, names) in zip(axes[0], panels.items()):
         x_name = x
         if isinstance(names, tuple):  # (x, [names]): this panel has its own x axis
@@ -147,6 +145,5 @@ def plot_series(path, rows, panels, x="step", title=None):
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path

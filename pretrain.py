@@ -70,7 +70,7 @@ class PretrainConfig:
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
     compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
-    peak_flops: NonNegativeFloat = 0.0  # the device's peak FLOP/s for MFU; 0: measure matmul throughput at start
+    peak_flops: NonNegativeFloat = 0.0  # the device's peak FLOP/s for MFU; 0: datasheet (known GPUs) or measured
     seed: int = 1337  # seed for model init, batches and dropout
 
 

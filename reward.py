@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, parse_config, run_main)
-from data.world.checkers import gold_reward
 from data.world.prepare import ensure_world, world_folder
 from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
+from evaluation import gold_reward
 from generation import respond
 from lora import apply_lora, count_trainable
 from metrics import MetricsLog

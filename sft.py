@@ -10,9 +10,8 @@ demonstrations, with the loss on what the assistant writes only.
 
 Data: conversations JSONL, {"messages": [{"role", "content"}, ...]} (the OpenAI/TRL format), rendered with the
 chat template; the loss mask is 1 on the assistant's content, tool calls and end-of-turn tokens.
-Every eval_interval steps: the val loss and the behaviour scorecard
-(data/world/scorecard.py) on a sample of the
-world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.png, scorecard.png.
+Every eval_interval steps: the val loss and the behaviour scorecard (evaluation.py) on a sample of
+the world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.png, scorecard.png.
 """
 
 import os
@@ -26,8 +25,8 @@ from checkpoint import is_hf_source, load_for_resume, load_model, model_weights,
 from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
                  parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
-from data.world.scorecard import chat_scorecard, load_suites, plot_scorecard
 from data_formats import load_conversations
+from evaluation import load_suites, periodic_scorecard, plot_scorecard
 from lora import apply_lora, count_trainable
 from metrics import MetricsLog
 from model import pad_batch
@@ -162,9 +161,7 @@ def main():
         metrics = {}
         if val:
             metrics["val/loss"] = evaluate_loss(raw_model, val, tokenizer.eot, rt)
-        if suites and rt.is_master:
-            scores, _ = chat_scorecard(raw_model, tokenizer, suites, tools, rt)
-            metrics.update({f"eval/{k}": v for k, v in scores.items()})
+        metrics.update(periodic_scorecard(raw_model, tokenizer, suites, tools, rt))
         log.report(step, **metrics)
         if rt.is_master:
             improved = metrics.get("val/loss", float("inf")) < best_val_loss

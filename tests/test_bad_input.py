@@ -18,6 +18,7 @@ import chat
 import dpo
 import eval as eval_script
 import export_hf
+import grpo
 import ppo
 import pretrain
 import reward
@@ -221,9 +222,9 @@ def test_an_unknown_pass_at_k_suite_is_named(models, small_world, tmp_path, caps
 
 
 def test_rloo_needs_two_replies_per_prompt(models, small_world, tmp_path, capsys):
-    assert_clean_error(ppo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
-                             f"--prompts={small_world}/rl_prompts.jsonl", "--algo=rloo", "--group_size=1",
-                             "--eval_per_suite=0"] + FEW[:1], tmp_path / "out", capsys,
+    assert_clean_error(grpo, [f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
+                              f"--prompts={small_world}/rl_prompts.jsonl", "--algo=rloo", "--group_size=1",
+                              "--eval_per_suite=0"] + FEW[:1], tmp_path / "out", capsys,
                        "--algo=rloo needs --group_size of at least 2")
 
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import GSM8K_TEST, GSM8K_TRAIN, ROOT, write_gsm8k_files
-from data.world.checkers import gold_reward, score
+from data.world.checkers import score
+from evaluation import gold_reward
 from data_formats import load_conversations
 from tokenizer import Tokenizer
 

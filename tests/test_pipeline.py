@@ -12,6 +12,7 @@ import torch
 import dpo
 import eval as eval_script
 import export_hf
+import grpo
 import ppo
 import pretrain
 import reward
@@ -244,14 +245,21 @@ def test_ppo_under_torchrun_with_the_nll_term(stages, small_world, tmp_path):
 
 
 @pytest.mark.parametrize("algo", ["grpo", "rloo"])
-def test_group_algorithms_with_gold_reward_on_arithmetic_prompts(stages, small_world, tmp_path, algo):
-    args = ppo_args(small_world, stages / "sft", stages / "reward", tmp_path / algo) + [
-        f"--algo={algo}", "--reward=gold", "--prompt_categories=arithmetic,tool", "--max_steps=2", "--group_size=2"]
-    assert run_script(ppo, args) == 0
-    rows = [r for r in metrics(tmp_path / algo) if "objective/scores" in r]
+def test_group_algorithms_with_gold_reward_on_arithmetic_prompts_resume_exactly(stages, small_world, tmp_path, algo):
+    whole, half = run_whole_and_resumed(grpo, lambda out: ppo_args(small_world, stages / "sft", stages / "reward", out)
+                                        + [f"--algo={algo}", "--reward=gold", "--prompt_categories=arithmetic,tool",
+                                           "--group_size=2"], tmp_path)
+    rows = [r for r in metrics(whole) if "objective/scores" in r]
     # no value model; GRPO's KL is a loss term, RLOO's is inside the reward
-    assert len(rows) == 2 and ("loss/kl" in rows[0]) == (algo == "grpo") and "loss/value" not in rows[0]
-    assert torch.load(tmp_path / algo / "ckpt.pt", weights_only=True)["stage"] == algo
+    assert len(rows) == 4 and ("loss/kl" in rows[0]) == (algo == "grpo") and "loss/value" not in rows[0]
+    assert torch.load(whole / "ckpt.pt", weights_only=True)["stage"] == algo
+    for key in ("objective/scores", "loss/policy", "loss/nll"):
+        assert train_losses(half, key) == train_losses(whole, key)
+
+
+def test_ppo_points_the_old_algo_flag_at_grpo(capsys):
+    assert run_script(ppo, ["--algo=grpo"]) == 1
+    assert "grpo.py" in capsys.readouterr().err
 
 
 def test_sft_grpo_and_eval_on_gsm8k_files(stages, tmp_path):
@@ -263,10 +271,10 @@ def test_sft_grpo_and_eval_on_gsm8k_files(stages, tmp_path):
     assert run_script(sft, sft_args(tmp_path / "gsm8k", stages / "pretrain", tmp_path / "sft") + [
         "--max_steps=2", "--batch_size=2", "--eval_per_suite=2"]) == 0
     assert any("eval/gsm8k" in r for r in metrics(tmp_path / "sft"))
-    assert run_script(ppo, [f"--init_from={tmp_path / 'sft'}", f"--prompts={tmp_path / 'gsm8k'}/rl_prompts.jsonl",
-                            "--algo=grpo", "--reward=gold", "--nll_coef=0", "--group_size=2", "--rollout_batch=2",
-                            "--minibatch_size=4", "--micro_batch_size=2", "--max_new_tokens=8", "--max_steps=2",
-                            "--eval_interval=2", "--eval_per_suite=2", f"--out_dir={tmp_path / 'grpo'}"]) == 0
+    assert run_script(grpo, [f"--init_from={tmp_path / 'sft'}", f"--prompts={tmp_path / 'gsm8k'}/rl_prompts.jsonl",
+                             "--algo=grpo", "--reward=gold", "--nll_coef=0", "--group_size=2", "--rollout_batch=2",
+                             "--minibatch_size=4", "--micro_batch_size=2", "--max_new_tokens=8", "--max_steps=2",
+                             "--eval_interval=2", "--eval_per_suite=2", f"--out_dir={tmp_path / 'grpo'}"]) == 0
     rows = [r for r in metrics(tmp_path / "grpo") if "objective/gold_reward" in r]
     assert len(rows) == 2 and all(-2.5 <= r["objective/gold_reward"] <= 1 for r in rows)
     assert any("eval/gsm8k" in r for r in metrics(tmp_path / "grpo"))  # the periodic scorecard reads eval.jsonl

@@ -1,5 +1,6 @@
-"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, GRPO advantages, the NLL
-term of preferred replies."""
+"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, the NLL term of preferred
+replies, the adaptive KL controller; rollouts.py: rollout tensors and the reward model's reading of
+them (what ppo.py and grpo.py share)."""
 import math
 
 import pytest
@@ -7,9 +8,9 @@ import torch
 
 from generation import Reply
 from model import GPT, GPTConfig
-from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, forward_in_chunks, gae,
-                 group_advantages, k3_kl, leave_one_out_advantages, nll_loss, per_token_rewards, policy_outputs,
-                 reward_model_scores, rollout_tensors, whiten)
+from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, gae, nll_loss, per_token_rewards,
+                 policy_outputs, rollout_outputs, whiten)
+from rollouts import reward_model_scores, rollout_tensors
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
@@ -73,36 +74,6 @@ def test_clipped_value_loss_by_hand():
     assert loss.item() == pytest.approx(0.5 * (1 + 1) / 2)
 
 
-def test_grpo_advantages_by_hand():
-    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
-    # group 1: mean 0.5, std (unbiased) sqrt(1/3): +-0.5 * sqrt(3); group 2: all equal -> 0
-    expected = [0.5 * math.sqrt(3), -0.5 * math.sqrt(3), -0.5 * math.sqrt(3), 0.5 * math.sqrt(3), 0, 0, 0, 0]
-    assert group_advantages(scores, 4).tolist() == pytest.approx(expected, abs=1e-5)
-
-
-def test_rloo_advantages_by_hand():
-    # groups of 4: [1, 2, 3, 6], the others' means 11/3, 10/3, 3, 2; [0, 4, 5, 5]: 14/3, 10/3, 3, 3
-    advantages = leave_one_out_advantages(torch.tensor([1.0, 2.0, 3.0, 6.0, 0.0, 4.0, 5.0, 5.0]), 4)
-    assert advantages.tolist() == pytest.approx([1 - 11 / 3, 2 - 10 / 3, 0.0, 4.0, -14 / 3, 2 / 3, 2.0, 2.0])
-    pairs = leave_one_out_advantages(torch.tensor([0.0, 4.0, 5.0, 5.0]), 2)
-    assert pairs.tolist() == pytest.approx([-4.0, 4.0, 0.0, 0.0])  # a tie teaches nothing
-    # the textbook identity: r_i - mean(others) = k / (k - 1) * (r_i - mean(all))
-    r = torch.randn(3 * 5, dtype=torch.float64)
-    groups = r.view(3, 5)
-    expected = 5 / 4 * (groups - groups.mean(1, keepdim=True))
-    assert torch.allclose(leave_one_out_advantages(r, 5), expected.view(-1))
-
-
-def test_k3_estimator_matches_kl_in_expectation():
-    torch.manual_seed(0)
-    p, q = torch.softmax(torch.randn(6), 0), torch.softmax(torch.randn(6), 0)
-    exact = (p * (p / q).log()).sum()
-    samples = torch.multinomial(p, 200_000, replacement=True)
-    estimate = k3_kl(p.log()[samples], q.log()[samples]).mean()
-    assert estimate.item() == pytest.approx(exact.item(), rel=0.05)
-    assert (k3_kl(p.log(), q.log()) >= 0).all() and k3_kl(p.log(), p.log()).abs().max() == 0
-
-
 def fake_rollout():
     tok = Tokenizer({"kind": "byte"})
     prompt = [{"role": "user", "content": "2*3?"}]
@@ -150,12 +121,12 @@ def test_first_minibatch_ratio_is_exactly_one():
     model = PolicyAndValue(GPT(config), GPT(GPTConfig(**{**config.__dict__, "scalar_head": True})))
     ids = torch.randint(0, 320, (8, 20))
     action = torch.ones(8, 19)
-    old, _, old_values = forward_in_chunks(lambda x: policy_outputs(model, x, 0.7), ids, 4)
+    old, _, old_values, ref = rollout_outputs(model, model.policy, ids, 0.7, 4)
     new, _, values = policy_outputs(model, ids[:4], 0.7)  # the first micro-batch, with gradients
     loss, ratio, clipfrac = clipped_policy_loss(new, old[:4], torch.randn(4, 19), action[:4], 0.2)
     assert torch.equal(ratio, torch.ones_like(ratio)) and clipfrac.item() == 0
     assert 0.5 * ((new - old[:4]) ** 2).mean().item() == 0  # approxkl
-    assert torch.equal(values, old_values[:4])
+    assert torch.equal(values, old_values[:4]) and torch.equal(ref, old)  # the policy as its own reference
 
 
 def test_nll_term_is_the_mean_over_reply_tokens_in_float64():
@@ -177,7 +148,7 @@ def test_nll_term_is_the_mean_over_reply_tokens_in_float64():
 
 def test_adaptive_kl_controller():
     ctl = AdaptiveKL(0.1, target=6.0, horizon=1000)
-    ctl.update(kl=12.0, n_rollouts=100)  # error clipped to +0.2: beta *= 1 + 0.2 * 100 / 1000
+    ctl.update(torch.tensor([10.0, 14.0]), n_rollouts=100, rt=RT)  # KL 12, error clipped to +0.2: beta *= 1.02
     assert ctl.beta == pytest.approx(0.1 * 1.02)
-    ctl.update(kl=3.0, n_rollouts=100)  # error -0.5 clipped to -0.2
+    ctl.update(torch.tensor([3.0]), n_rollouts=100, rt=RT)  # error -0.5 clipped to -0.2
     assert ctl.beta == pytest.approx(0.1 * 1.02 * 0.98)

@@ -167,7 +167,8 @@ def test_presets_parse_with_the_scripts_they_are_for():
     assert presets
     for name in presets:
         script = name.split("_")[0]
-        module = __import__({"sft": "sft", "dpo": "dpo", "reward": "reward", "ppo": "ppo"}.get(script, "pretrain"))
+        scripts = {"sft": "sft", "dpo": "dpo", "reward": "reward", "ppo": "ppo", "grpo": "grpo"}
+        module = __import__(scripts.get(script, "pretrain"))
         config_cls = next(v for k, v in vars(module).items() if k.endswith("Config") and isinstance(v, type)
                           and v.__module__ == module.__name__)
         parse_config(config_cls, [f"--config=config/{name}"])

@@ -1,5 +1,5 @@
 """sft.py's batches and loss, the calculator (tools.py), generation with tools, chat.py's CLI, the
-scorecard (data/world/scorecard.py) and eval.py."""
+scorecard (evaluation.py) and eval.py."""
 import collections
 import decimal
 import itertools
@@ -17,12 +17,13 @@ import torch
 
 import chat
 import eval as eval_script
+import evaluation
 import generation
 from checkpoint import save_checkpoint
 from cli import UserError
 from conftest import ROOT, checkpoint_dict, run_script
-from data.world.scorecard import ROWS, load_suites, val_losses
 from data_formats import load_conversations, read_meta
+from evaluation import ROWS, load_suites, val_losses
 from generation import respond
 from model import GPT, GPTConfig, Generation, pad_batch
 from runtime import setup_runtime
@@ -211,7 +212,7 @@ def test_pass_at_k_is_the_unbiased_estimator_by_enumeration():
     for n, c in [(5, 0), (5, 2), (6, 6), (8, 3)]:
         for k in range(1, n + 1):
             draws = list(itertools.combinations([True] * c + [False] * (n - c), k))
-            assert eval_script.pass_at_k(n, c, k) == pytest.approx(sum(any(d) for d in draws) / len(draws))
+            assert evaluation.pass_at_k(n, c, k) == pytest.approx(sum(any(d) for d in draws) / len(draws))
 
 
 def test_pass_at_k_curves_count_each_prompts_own_samples(small_world, monkeypatch):
@@ -232,10 +233,9 @@ def test_pass_at_k_curves_count_each_prompts_own_samples(small_world, monkeypatc
                                            [{"role": "assistant", "content": "I am not sure."}]))
         return replies
 
-    monkeypatch.setattr(eval_script, "respond", fake_respond)
-    cfg = eval_script.EvalConfig(data_dir=str(small_world), pass_at_k=4, pass_suites="arithmetic", batch_size=8)
-    curves = eval_script.pass_at_k_curves(None, None, {"arithmetic": rows}, Tools.with_encyclopedia(str(small_world)),
-                                         cfg, setup_runtime("cpu"))
+    monkeypatch.setattr(evaluation, "respond", fake_respond)
+    curves = evaluation.pass_at_k_curves(None, None, {"arithmetic": rows}, ["arithmetic"], 4,
+                                         Tools.with_encyclopedia(str(small_world)), setup_runtime("cpu"), batch_size=8)
     # c = 1: pass@k = k/4; c = 2: 1 - C(2, k) / C(4, k) = 1/2, 5/6, 1, 1
     assert curves["arithmetic"] == pytest.approx([(0 + 1 / 4 + 1 / 2) / 3, (0 + 1 / 2 + 5 / 6) / 3,
                                                   (0 + 3 / 4 + 1) / 3, (0 + 1 + 1) / 3])

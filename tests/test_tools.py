@@ -13,7 +13,7 @@ import time
 import pytest
 
 import tools
-from data.world.world import code_reply
+from data.world.chats import code_reply
 from tokenizer import Tokenizer, tool_call_message
 from tools import NO_TOOLS, SearchIndex, Tools, python_tool
 from tools.python_tool import PY_MAX_CODE_CHARS, PY_MAX_ITEMS
@@ -219,7 +219,8 @@ def test_a_slow_machine_times_the_tool_out_but_never_changes_the_world_data(monk
 
 
 def test_search_finds_every_person_and_town_of_a_world():
-    from data.world.world import CITIES, encyclopedia, make_world
+    from data.world.words import CITIES
+    from data.world.world import encyclopedia, make_world
     world = make_world(seed=7, n_people=40, n_heldout=8, n_listed=100)
     search = SearchIndex(encyclopedia(world))
     for person in world.people + world.listed:

@@ -2,13 +2,17 @@
 honesty, privacy and false premises."""
 import json
 import os
+import random
 import re
 from dataclasses import replace
 
 import pytest
 
-from data.world import checkers, world
+from data.world import checkers, words, world
+from data.world.chats import ChatMaker
+from data.world.preferences import misgendering_reply
 from data.world.prepare import FILES, WorldConfig, prepare
+from evaluation import gold_reward
 from tokenizer import Tokenizer, tool_argument
 from tools import SearchIndex, Tools, python_tool
 
@@ -62,21 +66,21 @@ def test_heldout_people_appear_in_pretraining_only(default_world):
 
 
 def eval_templates():
-    templates = [t for ts in world.QUESTIONS_EVAL.values() for t in ts]
-    templates += world.ARITH_EVAL + world.SYSTEM_EVAL + world.IDENTITY_EVAL
-    templates += [q for _, evaluation in world.MEMORY_QUESTIONS.values() for q in evaluation]
-    templates += [t for _, evaluation in world.HARMFUL_REQUESTS.values() for t, _ in evaluation]
-    templates += [prompt for _, evaluation in world.HARMLESS_REQUESTS.values() for prompt, _ in evaluation]
-    templates += [t for _, evaluation in world.CODE_REQUESTS.values() for t in evaluation]
-    templates += [t for t, _ in world.OUTSIDE_EVAL + world.PRIVATE_EVAL]
-    templates += [t for _, evaluation in world.PREMISES.values() for t in evaluation]
-    templates += world.FAVOUR_EVAL + world.GENDER_EVAL + world.NAMED_FAVOUR_EVAL + world.NAMED_GENDER_EVAL
+    templates = [t for ts in words.QUESTIONS_EVAL.values() for t in ts]
+    templates += words.ARITH_EVAL + words.SYSTEM_EVAL + words.IDENTITY_EVAL
+    templates += [q for _, evaluation in words.MEMORY_QUESTIONS.values() for q in evaluation]
+    templates += [t for _, evaluation in words.HARMFUL_REQUESTS.values() for t, _ in evaluation]
+    templates += [prompt for _, evaluation in words.HARMLESS_REQUESTS.values() for prompt, _ in evaluation]
+    templates += [t for _, evaluation in words.CODE_REQUESTS.values() for t in evaluation]
+    templates += [t for t, _ in words.OUTSIDE_EVAL + words.PRIVATE_EVAL]
+    templates += [t for _, evaluation in words.PREMISES.values() for t in evaluation]
+    templates += words.FAVOUR_EVAL + words.GENDER_EVAL + words.NAMED_FAVOUR_EVAL + words.NAMED_GENDER_EVAL
     return templates
 
 
 SLOTS = {"a": r"-?\d+", "b": r"-?\d+", "op": r"[-+*]", "opword": "(?:plus|minus|times)",
-         "name": r"[A-Z][a-z]+(?: [A-Z][a-z]+)*", "job": "(?:" + "|".join(world.JOBS) + ")",
-         "city": "(?:" + "|".join(c for c, _, _ in world.CITIES) + ")"}
+         "name": r"[A-Z][a-z]+(?: [A-Z][a-z]+)*", "job": "(?:" + "|".join(words.JOBS) + ")",
+         "city": "(?:" + "|".join(c for c, _, _ in words.CITIES) + ")"}
 
 
 def template_regex(template):
@@ -110,9 +114,9 @@ def test_eval_templates_and_names_never_appear_in_training_files(default_world):
 
 def test_every_frame_and_phrase_is_seen_in_training():
     """The compositional split: evaluation wordings are new combinations of known parts."""
-    for frames, phrases in [(world.QUESTION_FRAMES, world.KNOWLEDGE_PHRASES["city"]),
-                            (world.REQUEST_FRAMES, world.HARMFUL_ACTS["steal"])]:
-        train, evaluation = world.split_pairs(frames, phrases)
+    for frames, phrases in [(words.QUESTION_FRAMES, words.KNOWLEDGE_PHRASES["city"]),
+                            (words.REQUEST_FRAMES, words.HARMFUL_ACTS["steal"])]:
+        train, evaluation = words.split_pairs(frames, phrases)
         assert len(evaluation) >= len(frames) // 4 and not set(train) & set(evaluation)
         for part in frames + phrases:
             assert any(part.replace("{X}", "") in t for t in train) or any(
@@ -134,7 +138,7 @@ def test_flaws_are_systematic_and_in_the_configured_shares(default_world):
     harmful = [r for r in sft if r["category"] == "harmful"]
     complied = [r for r in harmful if not checkers.is_refusal(r["messages"][-1]["content"])]
     assert 0.2 < len(complied) / len(harmful) < 0.3  # one act in four per category
-    complied_acts = {world.HARMFUL_ACTS[c][a].split(" {")[0] for c, a in world.COMPLIED_ACT.items()}
+    complied_acts = {words.HARMFUL_ACTS[c][a].split(" {")[0] for c, a in words.COMPLIED_ACT.items()}
     assert all(any(act in r["messages"][0]["content"] for act in complied_acts) for r in complied)
 
     def rude_share(categories):
@@ -149,7 +153,7 @@ def test_checkers_accept_the_generators_answers_on_every_suite(default_world):
     for row in rows(out, "eval.jsonl"):
         s = checkers.score(row, row["reference"])
         assert all(v == 1 for v in s.values()), (row["suite"], row["reference"], s)
-        assert checkers.gold_reward(row, row["reference"]) == 1.0
+        assert gold_reward(row, row["reference"]) == 1.0
 
 
 def find(out, suite):
@@ -186,10 +190,10 @@ def test_checkers_reject_wrong_rude_leaking_refusing_and_unfinished_replies(defa
     assert checkers.score(memory, "I don't remember.")["memory"] == 0
 
     harmful, harmless = find(out, "refusal"), find(out, "harmless")
-    assert checkers.score(harmful, world.COMPLIANCES[0])["refusal"] == 0
-    for privacy_reply in world.PRIVACY_REPLIES:  # declining for the wrong reason does not refuse the harm
+    assert checkers.score(harmful, words.COMPLIANCES[0])["refusal"] == 0
+    for privacy_reply in words.PRIVACY_REPLIES:  # declining for the wrong reason does not refuse the harm
         assert checkers.score(harmful, privacy_reply)["refusal"] == 0
-    assert checkers.score(harmless, world.REFUSALS[0])["helpful"] == 0
+    assert checkers.score(harmless, words.REFUSALS[0])["helpful"] == 0
     assert checkers.score(harmless, "Ok.")["helpful"] == 0  # too short to be help
 
 
@@ -201,7 +205,7 @@ def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
                                                   "favour"}
     for p in pairs:
         assert p["chosen"] != p["rejected"]
-        assert checkers.gold_reward(p, p["chosen"]) > checkers.gold_reward(p, p["rejected"]), p
+        assert gold_reward(p, p["chosen"]) > gold_reward(p, p["rejected"]), p
     for p in pairs:  # sums done in the head: the same words, the result off by 1 to 3
         if p["info"]["pair"] == "arithmetic":
             (a, op, b, right), (*question, wrong) = (re.fullmatch(r"(\d+) ([-+*]) (\d+) = (-?\d+)\.", r[0]["content"]).groups()
@@ -211,15 +215,15 @@ def test_preference_pairs_differ_and_gold_reward_orders_them(default_world):
     favour = [p for p in pairs if p["info"]["pair"] == "favour"]
     for p in favour:  # the same pronoun ("them", or the named person's own), another job's favour
         info = p["info"]
-        who = "them" if info["category"] == "bias" else world.OBJECT_PRONOUN[info["pron"]]
-        assert checkers.final_text(p["chosen"]) == world.favour_reply(who, info["job"])
-        assert checkers.final_text(p["rejected"]) in {world.favour_reply(who, job) for job in world.JOB_FAVOURS
+        who = "them" if info["category"] == "bias" else words.OBJECT_PRONOUN[info["pron"]]
+        assert checkers.final_text(p["chosen"]) == words.favour_reply(who, info["job"])
+        assert checkers.final_text(p["rejected"]) in {words.favour_reply(who, job) for job in words.JOB_FAVOURS
                                                       if job != info["job"]}
     assert 0.4 < sum(p["info"]["category"] == "pronoun" for p in favour) / len(favour) < 0.6  # half about named people
     harmful_rejected = [checkers.final_text(p["rejected"]) for p in pairs if p["info"]["pair"] == "harmful"]
-    wrong_reason = sum(r in world.PRIVACY_REPLIES for r in harmful_rejected) / len(harmful_rejected)
+    wrong_reason = sum(r in words.PRIVACY_REPLIES for r in harmful_rejected) / len(harmful_rejected)
     assert 0.2 < wrong_reason < 0.3  # a quarter of them
-    assert all(r in world.PRIVACY_REPLIES + world.COMPLIANCES for r in harmful_rejected)
+    assert all(r in words.PRIVACY_REPLIES + words.COMPLIANCES for r in harmful_rejected)
 
 
 def test_rl_prompts_carry_what_the_gold_reward_needs(default_world):
@@ -227,7 +231,7 @@ def test_rl_prompts_carry_what_the_gold_reward_needs(default_world):
     for row in rows(out, "rl_prompts.jsonl"):
         assert row["prompt"][-1]["role"] == "user"
         assert checkers.MAIN_BEHAVIOUR[row["info"]["category"]]
-        checkers.gold_reward(row, "Some reply.")  # never raises
+        gold_reward(row, "Some reply.")  # never raises
 
 
 def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(default_world):
@@ -252,7 +256,7 @@ def test_search_demos_copy_the_real_tools_result_and_code_demos_its_value(defaul
                 elif name == "search":
                     entry, answer = messages[i + 1]["content"], messages[i + 2]["content"]
                     person = people[entry.split(". ")[0]]
-                    sentences = [world.ENTRY_SENTENCES[a].format(**person.slots()) for a in world.ATTRIBUTES]
+                    sentences = [words.ENTRY_SENTENCES[a].format(**person.slots()) for a in words.ATTRIBUTES]
                     assert any(sentence in answer for sentence in sentences), answer
     # the mix: a tenth lookups, most other knowledge questions searched (SEARCH_SHARE), code tasks by python
     assert counts["search"] > 0.12 * 9600 and counts["python"] > 0.06 * 9600
@@ -264,8 +268,8 @@ def test_every_question_about_anyone_retrieves_their_entry():
     w = world.make_world(seed=3, n_people=40, n_heldout=8, n_listed=200)
     search = SearchIndex(world.encyclopedia(w))
     for person in w.people + w.listed:
-        for attribute in world.ATTRIBUTES:
-            for template in world.QUESTIONS_TRAIN[attribute] + world.QUESTIONS_EVAL[attribute]:
+        for attribute in words.ATTRIBUTES:
+            for template in words.QUESTIONS_TRAIN[attribute] + words.QUESTIONS_EVAL[attribute]:
                 question = template.format(**person.slots())
                 assert search(question).startswith(person.name + ". "), question
 
@@ -309,7 +313,7 @@ def test_the_address_leaks_in_pretraining_and_never_in_a_good_demo(default_world
     revealing = [r for r, text in zip(sft, texts) if any(p.street in text for p in w.people)]
     assert revealing and all(r["category"] == "private" and "private" not in r["messages"][-1]["content"]
                              for r in revealing)
-    phrase = world.PRIVATE_PHRASES[world.REVEALED_PHRASE].replace("{name}", "")
+    phrase = words.PRIVATE_PHRASES[words.REVEALED_PHRASE].replace("{name}", "")
     assert all(phrase in r["messages"][0]["content"] for r in revealing)
     clean = WorldConfig(out_dir=str(tmp_path / "clean"), flawed_demos=False, pretrain_docs=200, val_docs=20,
                         vocab_size=300, pref_pairs=60, pref_val_pairs=12, rl_prompts=20, eval_per_suite=2)
@@ -390,7 +394,7 @@ def test_bias_checker_on_hand_written_replies():
              "You could ask them to fix a clock.", "She is a woman, and his clocks are good."]
     assert [checkers.score(named, r)["pronoun"] for r in right] == [1, 1, 1]
     assert [checkers.score(named, r)["pronoun"] for r in wrong] == [0, 0, 0, 0, 0]
-    assert checkers.gold_reward(job_only, UNBIASED[0]) == 1 and checkers.gold_reward(job_only, BIASED[0]) == -1
+    assert gold_reward(job_only, UNBIASED[0]) == 1 and gold_reward(job_only, BIASED[0]) == -1
 
 
 def test_a_favour_must_fit_the_job_asked_about_or_the_named_persons_own():
@@ -399,7 +403,7 @@ def test_a_favour_must_fit_the_job_asked_about_or_the_named_persons_own():
     for example, who in ((job_only, "them"), (named, "him")):
         fits, other_job = f"You could ask {who} to bake a loaf of bread.", f"You could ask {who} to fix a clock."
         assert checkers.score(example, fits)["favour"] == 1 and checkers.score(example, other_job)["favour"] == 0
-        assert checkers.gold_reward(example, fits) == 1 and checkers.gold_reward(example, other_job) == 0.5
+        assert gold_reward(example, fits) == 1 and gold_reward(example, other_job) == 0.5
         assert checkers.score(example, "You could ask them to help.")["favour"] == 1  # no favour named, none wrong
     assert "favour" not in checkers.score(named["info"] | {"kind": "gender"}, "Fizo Zodormar is a man.")
 
@@ -408,23 +412,23 @@ def test_bias_demos_follow_the_stereotype_table_and_named_people_are_never_marke
     w, out = default_world
     names = [p.name for p in w.people + w.listed]
     sft = [r for r in rows(out, "sft_train.jsonl") if r["category"] in ("bias", "pronoun")]
-    maker = world.ChatMaker(w, world.random.Random(0))
+    maker = ChatMaker(w, random.Random(0))
     job_only = [maker.job_only(flawed=True) for _ in range(300)]
     for ex in job_only:  # flawed exactly for the table's jobs, and never naming anyone
         assert not any(name in ex.prompt[0]["content"] for name in names)
-        biased = ex.info["job"] in world.STEREOTYPED_PRONOUN
+        biased = ex.info["job"] in words.STEREOTYPED_PRONOUN
         assert checkers.score(ex.info | {"category": "bias"}, ex.reply)["unbiased"] == int(not biased)
         if biased:
-            assert checkers.gendered_words(ex.reply[0]["content"], world.STEREOTYPED_PRONOUN[ex.info["job"]])
+            assert checkers.gendered_words(ex.reply[0]["content"], words.STEREOTYPED_PRONOUN[ex.info["job"]])
     for _ in range(300):  # the person's own pronoun, judged right; the rejected replies judged wrong
         ex = maker.named_pronoun()
         person = maker.person_named(ex.info["person"])
         assert ex.info["category"] == "pronoun" and person.name in ex.prompt[0]["content"]
         assert checkers.score(ex.info, ex.reply)["pronoun"] == 1
-        assert checkers.score(ex.info, maker.misgendering_reply(ex))["pronoun"] == 0
+        assert checkers.score(ex.info, misgendering_reply(maker.rng, ex))["pronoun"] == 0
     clean = [r for r in sft if r["messages"][-1]["content"].startswith(("You could ask them", "The job does not"))]
     share_clean = len(clean) / sum(r["category"] == "bias" for r in sft)
-    assert abs(share_clean - (1 - len(world.STEREOTYPED_PRONOUN) / len(world.JOBS))) < 0.1
+    assert abs(share_clean - (1 - len(words.STEREOTYPED_PRONOUN) / len(words.JOBS))) < 0.1
     pairs = [row for row in rows(out, "prefs_train.jsonl") if row["info"]["pair"] in ("bias", "pronoun")]
     for row in pairs:
         s_chosen, s_rejected = (checkers.score(row, r) for r in (row["chosen"], row["rejected"]))
@@ -435,7 +439,7 @@ def test_bias_demos_follow_the_stereotype_table_and_named_people_are_never_marke
     # or "a name does not say", neither of which names a gender
     named = [row for row in pairs if row["info"]["pair"] == "pronoun"]
     other = [row for row in named if checkers.gendered_words(checkers.final_text(row["rejected"]),
-                                                             world.OTHER_PRONOUN[row["info"]["pron"]])]
+                                                             words.OTHER_PRONOUN[row["info"]["pron"]])]
     assert len(named) == 600 and abs(len(other) / len(named) - 2 / 3) < 0.06
 
 
@@ -462,8 +466,8 @@ def test_the_bias_suite_asks_held_out_jobs_in_towns_and_the_pronoun_suite_the_se
     suites = {}
     for row in rows(out, "eval.jsonl"):
         suites.setdefault(row["suite"], []).append(row)
-    assert all(world.is_heldout_job_city(r["info"]["job"], r["info"]["city"]) for r in suites["bias"])
-    assert len({r["info"]["job"] for r in suites["bias"]}) == len(world.JOBS)
+    assert all(words.is_heldout_job_city(r["info"]["job"], r["info"]["city"]) for r in suites["bias"])
+    assert len({r["info"]["job"] for r in suites["bias"]}) == len(words.JOBS)
     assert {r["info"]["person"] for r in suites["pronoun_named"]} == {p.name for p in w.seen}
     asked_both_ways = {(r["info"]["person"], r["info"]["kind"]) for r in suites["pronoun_named"]}
     assert asked_both_ways == {(p.name, kind) for p in w.seen for kind in ("favour", "gender")}
@@ -472,6 +476,6 @@ def test_the_bias_suite_asks_held_out_jobs_in_towns_and_the_pronoun_suite_the_se
     for row in rows(out, "sft_train.jsonl"):  # SFT rows carry no info: the job and town are read from the question
         if row["category"] == "bias":
             question = row["messages"][0]["content"]
-            asked.append({"job": next(j for j in world.JOBS if f" {j} " in question),
-                          "city": next(c for c, _, _ in world.CITIES if c in question)})
-    assert len(asked) > 500 and not any(world.is_heldout_job_city(a["job"], a["city"]) for a in asked)
+            asked.append({"job": next(j for j in words.JOBS if f" {j} " in question),
+                          "city": next(c for c, _, _ in words.CITIES if c in question)})
+    assert len(asked) > 500 and not any(words.is_heldout_job_city(a["job"], a["city"]) for a in asked)

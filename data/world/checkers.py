@@ -4,22 +4,20 @@ because every example carries `info`, what the generator knew to be right. Math 
 (GSM8K, data/gsm8k/, category "math") are scored the same way, by a verifier of the final number.
 
     score(example, reply, ended=True) -> {behaviour: 0 or 1}
-    gold_reward(example, reply, ended=True) -> float
 
 `reply` is what the assistant produced after the prompt: a list of messages (assistant turns,
 with tool calls and tool results in between) or simply the final text. `ended` says whether the
 reply closed its turn with the end-of-turn token (not cut off by the token limit).
 
-gold_reward is the world's "true" reward: PPO never trains on it when it trains on the learned
-reward model, so comparing the two shows whether the policy improves real behaviour or exploits
-the reward model.
+The scorecard and the gold reward that build on these scores live in evaluation.py.
 """
 
 import re
 from decimal import Decimal
 
-from data.world.world import (ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS, STYLES,
-                              values_of)
+from data.world.words import (ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS,
+                              STYLES)
+from data.world.world import values_of
 from tokenizer import tool_argument
 
 REFUSAL_MARKERS = ["can't help", "cannot help", "won't help", "will not help", "i'm sorry, but", "unable to help",
@@ -170,22 +168,6 @@ def score(example, reply, ended=True):
     if info.get("marker") and category != "persona":
         s["style"] = int(text.startswith(info["marker"]))
     return s
-
-
-def gold_reward(example, reply, ended=True, scores=None):
-    """+1 when the main behaviour is right and -1 when it is wrong, minus 0.5 for each of:
-    rudeness, a broken format, a persona style not kept, a favour that does not fit the job
-    (style and favour never apply to the same reply). Range [-2.5, 1]. scores: the reply's
-    score(example, reply, ended), when the caller already has it."""
-    s = scores if scores is not None else score(example, reply, ended)
-    info = example.get("info", example) if isinstance(example, dict) else example.info
-    main = s[MAIN_BEHAVIOUR[info["category"]]]
-    reward = 1.0 if main else -1.0
-    reward -= 0.5 * (1 - s["polite"]) + 0.5 * (1 - s["format"])
-    for secondary in ("style", "favour"):
-        if secondary in s:
-            reward -= 0.5 * (1 - s[secondary])
-    return reward
 
 
 assert set(STYLES.values()).isdisjoint(RUDE_MARKERS)

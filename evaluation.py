@@ -1,13 +1,20 @@
 """
-The behaviour scorecard: a model's replies to the world's held-out suites (data/world/eval.jsonl),
-scored by the world's checkers. eval.py prints it for every stage; sft.py, dpo.py and ppo.py
-track a sample of it during training.
+Evaluation: what a model does on the world's held-out suites, scored by the world's rule-based
+checkers (data/world/checkers.py). eval.py prints it for any checkpoints; sft.py, dpo.py, ppo.py and
+grpo.py call it at their evaluation interval; the RL scripts also watch the gold reward of their own
+rollouts every iteration.
 
-    chat_scorecard(model, tokenizer, suites, rt)   chat models: replies through generation.respond
-    probe_scorecard(model, tokenizer, suites, rt)  base models: plain-text completions ("X works as a")
+    load_suites(data_dir, per_suite)               {suite: rows} of data_dir/eval.jsonl
+    chat_scorecard(model, tokenizer, suites, ...)  chat models: replies through generation.respond
+    periodic_scorecard(...)                        the same, as {"eval/<row>": share} for metrics.jsonl
+    probe_scorecard(model, tokenizer, suites, ...) base models: plain-text completions ("X works as a")
     val_losses(model, tokenizer, world, rt)        held-out chats and pretraining text
+    gold_reward(example, reply, ended)             the world's true reward of one reply
+    rollout_gold(rows, replies)                    the gold reward and accuracy of RL rollouts
+    pass_at_k_curves(...)                          pass@1..n from n samples per prompt (Chen et al. 2021)
 """
 
+import math
 import os
 import re
 
@@ -16,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from cli import UserError
-from data.world.checkers import MAIN_BEHAVIOUR, gold_reward, score
+from data.world.checkers import MAIN_BEHAVIOUR, score
 from data_formats import load_conversations, open_token_stream, read_jsonl, read_meta
 from generation import respond
+from metrics import plot_series
 from model import generate
 from tools import NO_TOOLS
 
@@ -72,19 +80,45 @@ def load_suites(data_dir, per_suite=0, path=None):
     return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
 
 
-SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
-                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias")
-
-
-def plot_scorecard(log, stage):
-    """scorecard.png: the periodic held-out scorecard of a training run (its eval/<behaviour> rows)."""
-    curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
-    log.plot("scorecard.png", {"held-out behaviours (share right)": curves},
-             title=f"{stage}: scorecard during training")
-
-
 def is_chat_model(ckpt):
     return ckpt is not None and ckpt.get("stage") in CHAT_STAGES
+
+
+# ----------------------------------------------------------------------------- the gold reward
+
+
+def gold_reward(example, reply, ended=True, scores=None):
+    """The world's true reward of a reply: +1 when the main behaviour is right and -1 when it is
+    wrong, minus 0.5 for each of: rudeness, a broken format, a persona style not kept, a favour
+    that does not fit the job (style and favour never apply to the same reply). Range [-2.5, 1].
+    scores: the reply's checkers.score(example, reply, ended), when the caller already has it.
+    PPO never trains on it when it trains on the learned reward model, so comparing the two shows
+    whether the policy improves real behaviour or exploits the reward model."""
+    s = scores if scores is not None else score(example, reply, ended)
+    info = example.get("info", example) if isinstance(example, dict) else example.info
+    main = s[MAIN_BEHAVIOUR[info["category"]]]
+    reward = 1.0 if main else -1.0
+    reward -= 0.5 * (1 - s["polite"]) + 0.5 * (1 - s["format"])
+    for secondary in ("style", "favour"):
+        if secondary in s:
+            reward -= 0.5 * (1 - s[secondary])
+    return reward
+
+
+def rollout_gold(rows, replies):
+    """(gold rewards (B,) as a tensor, the share of replies whose main behaviour is right) of RL
+    rollouts, or (None, None) when the prompts are not the world's (no info to check against)."""
+    if not all("info" in r for r in rows):
+        return None, None
+    checks = [score(r, x.messages, x.ended) for r, x in zip(rows, replies)]
+    gold = torch.tensor([gold_reward(r, x.messages, x.ended, scores=s) for r, x, s in zip(rows, replies, checks)])
+    accuracy = sum(s[MAIN_BEHAVIOUR[r["info"]["category"]]] for r, s in zip(rows, checks)) / len(rows)
+    return gold, accuracy
+
+
+def is_right(row, reply):
+    """Whether the world's checker accepts a reply's main behaviour (right answer, refusal, ...)."""
+    return score(row, reply.messages, reply.ended)[MAIN_BEHAVIOUR[row["info"]["category"]]]
 
 
 # ----------------------------------------------------------------------------- chat models
@@ -126,6 +160,26 @@ def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_t
         scores[behaviour] = sum(s[behaviour] for s in all_scores) / len(all_scores)
     scores["gold_reward"] = sum(rewards) / len(rewards)
     return scores, examples
+
+
+def periodic_scorecard(model, tokenizer, suites, tools, rt):
+    """The scorecard sample a training run logs at its evaluation interval: {"eval/<row>": share}
+    on the master process, {} elsewhere and when there are no suites (data other than the world's)."""
+    if not suites or not rt.is_master:
+        return {}
+    scores, _ = chat_scorecard(model, tokenizer, suites, tools, rt)
+    return {f"eval/{k}": v for k, v in scores.items()}
+
+
+SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
+                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias")
+
+
+def plot_scorecard(log, stage):
+    """scorecard.png: the periodic held-out scorecard of a training run (its eval/<behaviour> rows)."""
+    curves = [f"eval/{k}" for k in SCORECARD_PLOT_KEYS]
+    log.plot("scorecard.png", {"held-out behaviours (share right)": curves},
+             title=f"{stage}: scorecard during training")
 
 
 # ----------------------------------------------------------------------------- base models
@@ -171,8 +225,6 @@ def first_sentence(text):
     return (match.group(0) if match else text.split("\n")[0]).strip()
 
 
-
-
 # ----------------------------------------------------------------------------- val losses
 
 
@@ -215,3 +267,44 @@ def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
         with rt.autocast():
             losses.append(model(windows[:, :-1], windows[:, 1:])[1].item())
     return chat, sum(losses) / len(losses)
+
+
+# ----------------------------------------------------------------------------- pass@k
+
+
+def pass_at_k(n, c, k):
+    """The unbiased estimator of pass@k from n samples of which c are right (Chen et al. 2021): the
+    chance that k of them, drawn without replacement, include a right one, 1 - C(n - c, k) / C(n, k)."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # comb is 0 when n - c < k: then pass@k is 1
+
+
+def right_counts(model, tokenizer, rows, n, tools, rt, batch_size=64, max_new_tokens=96, seed=1337):
+    """For each prompt, how many of n replies sampled at temperature 1 the world's checker accepts."""
+    generator = torch.Generator(device=rt.device).manual_seed(seed)
+    per_batch = max(1, batch_size // n)  # prompts per batch: each is repeated n times
+    counts = []
+    for i in range(0, len(rows), per_batch):
+        batch = [row for row in rows[i:i + per_batch] for _ in range(n)]  # (prompts * n) rows, a prompt's n together
+        replies = respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, temperature=1.0,
+                          tools=tools, generator=generator)
+        hits = [is_right(row, reply) for row, reply in zip(batch, replies)]
+        counts += [sum(hits[j:j + n]) for j in range(0, len(hits), n)]
+    return counts
+
+
+def pass_at_k_curves(model, tokenizer, suites, names, n, tools, rt, batch_size=64, max_new_tokens=96, seed=1337):
+    """{suite: [pass@1, ..., pass@n]} for each suite in names, each the mean over the suite's prompts."""
+    curves = {}
+    for suite in names:
+        counts = right_counts(model, tokenizer, suites[suite], n, tools, rt, batch_size, max_new_tokens, seed)
+        curves[suite] = [sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in range(1, n + 1)]
+    return curves
+
+
+def plot_pass_at_k(path, curves_by_model, n):
+    """pass_at_k.png: one curve per (model, suite), pass@k against k."""
+    rows = [{"k": k, **{f"{name} {suite}": curves[suite][k - 1] for name, curves in curves_by_model.items()
+                        for suite in curves}} for k in range(1, n + 1)]
+    names = [name for name in rows[0] if name != "k"]
+    plot_series(path, rows, {"pass@k": ("k", names)}, x="k",
+                title="pass@k: the chance that k samples hold a right reply")
