@@ -38,11 +38,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import (DType, Device, NonNegativeFloat, NonNegativeInt, Path, PositiveInt, UserError, parse_config,
+from cli import (DType, Device, Folder, NonNegativeFloat, NonNegativeInt, PositiveInt, UserError, parse_config,
                  repo_path, run_main)
 from lora import apply_lora, count_trainable
 from metrics import read_metrics
 from model import GPT, GPTConfig, estimate_mfu, generate
+from run_folder import claim_run_folder
 from runtime import datasheet_peak_flops, measure_peak_flops, setup_runtime, sync
 
 # name: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size)
@@ -72,7 +73,8 @@ class BenchConfig:
     lora_rank: PositiveInt = 8  # LoRA rank compared with full fine-tuning
     lora_tokens: PositiveInt = 256  # tokens in the one sequence of each timed LoRA / full step
     lora_steps: PositiveInt = 2  # timed steps of each (after one that creates AdamW's state)
-    out_dir: Path = "out/bench"  # bench.json and bench.md go here
+    out_dir: Folder = "out/bench"  # bench.json and bench.md go here
+    overwrite: bool = False  # replace earlier figures in out_dir
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
     dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
 
@@ -324,6 +326,8 @@ def main():
     if set(parts) - set(BENCHES) or cfg.train_shape not in TRAIN_SHAPES:
         raise UserError(f"--only takes {','.join(BENCHES)} and --train_shape one of {', '.join(TRAIN_SHAPES)}")
     rt = setup_runtime(cfg.device, cfg.dtype)
+    out_folder = claim_run_folder(cfg.out_dir, False, cfg.overwrite, rt, outputs=("bench.md", "bench.json"),
+                                  resumable=False)
     torch.set_grad_enabled(True)
     device_name = (torch.cuda.get_device_name() if rt.device.type == "cuda" else
                    f"{rt.device.type}, {torch.get_num_threads()} threads") + f", torch {torch.__version__}"
@@ -351,7 +355,9 @@ def main():
     if "lora" in parts:
         print("timing full fine-tuning and LoRA in GPT-2 shapes ...")
         results["lora"] = bench_lora(cfg, rt)
+    out_folder.begin()  # the figures are in: from here on bench.py writes out_dir
     print("\n".join(write_report(cfg, device_name, results)))
+    out_folder.release()
     print(f"wrote {cfg.out_dir}/bench.md and bench.json")
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, Optional
 import torch
 
 from checkpoint import load_model
-from cli import Device, NonNegativeFloat, Path, PositiveInt, Range, UserError, parse_config, run_main
+from cli import Device, Folder, NonNegativeFloat, PositiveInt, Range, UserError, parse_config, run_main
 from generation import describe, respond
 from runtime import setup_runtime
 from tools import TOOL_NAMES, Tools
@@ -60,7 +60,7 @@ class ChatConfig:
     max_new_tokens: PositiveInt = 200  # longest reply, in tokens
     tools: str = "calculator,search,python"  # comma-separated tools the model may call ('none': none; a call
     #                                          to a tool that is off gets an error back, which the model reads)
-    search_dir: Path = "data/world"  # the folder whose encyclopedia.jsonl the search tool reads
+    search_dir: Folder = "data/world"  # the folder whose encyclopedia.jsonl the search tool reads
     seed: int = 1337  # sampling seed
     device: Device = "auto"  # auto, cpu, cuda, mps
 
@@ -159,6 +159,9 @@ def interactive(model, tokenizer, tools, cfg, rt):
 
 def main():
     cfg = parse_config(ChatConfig, description=__doc__)
+    if cfg.prompt is None and not cfg.compare and (sys.stdin is None or sys.stdin.closed):  # `<&-`, a daemon
+        raise UserError("standard input is closed, so there is nothing to chat with: pass --prompt=... or run "
+                        "chat.py in a terminal")
     rt = setup_runtime(cfg.device)
     tools = chat_tools(cfg)
     if cfg.compare:

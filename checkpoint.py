@@ -8,6 +8,7 @@ and its tokenizer from a run folder, a .pt file, or GPT-2's weights (gpt2, gpt2-
 
 import dataclasses
 import errno
+import logging
 import os
 import shutil
 
@@ -158,7 +159,16 @@ def load_model(init_from, device="cpu", dropout=None, scalar_head=None, hint="",
         if expect == "reward":
             raise UserError(f"{what}={init_from} is a GPT-2 language model; a reward model was expected")
         tokenizer = Tokenizer({"kind": "gpt2"})
-        model = GPT.from_pretrained(init_from, dropout=dropout or 0.0)
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # the hub logs every failed request; the error below says it once
+        try:
+            model = GPT.from_pretrained(init_from, dropout=dropout or 0.0)
+        except (OSError, ImportError) as e:  # offline and not cached, a broken folder, no transformers
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{what}={init_from}: could not load GPT-2's weights: {reason} (transformers downloads "
+                            f"them from the Hugging Face hub on first use and caches them in HF_HOME)") from None
+        finally:
+            logging.disable(previous)
         # room for the chat special tokens after GPT-2's 50,257 (new rows: the mean embedding)
         resize_vocab(model, padded_vocab_size(tokenizer.n_vocab))
         ckpt = None

@@ -8,7 +8,9 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import math
 import os
+import signal
 import sys
 import textwrap
 import typing
@@ -23,9 +25,11 @@ def repo_path(*parts):
     return os.path.join(ROOT, *parts)
 
 
-# Config fields typed Path are resolved against the repository root (unless absolute), so that
-# `python pretrain.py` means the same files from any working directory.
+# Config fields typed Path (a file) or Folder are resolved against the repository root (unless
+# absolute), so that `python pretrain.py` means the same files from any working directory. A Path
+# that names an existing folder, or a Folder that names an existing file, is refused at parse time.
 Path = typing.NewType("Path", str)
+Folder = typing.NewType("Folder", str)
 
 
 def resolve_path(path):
@@ -79,13 +83,28 @@ class UserError(Exception):
     """Bad input from the user (a file, a flag): printed as one clear line, exit status 1."""
 
 
+class Terminated(Exception):
+    """The process received SIGTERM (a job scheduler's stop, torchrun ending a failed run, `kill`)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def run_main(main):
-    """Run a script's main(); a UserError becomes 'error: ...' on stderr and exit 1, not a traceback."""
+    """Run a script's main(); a UserError becomes 'error: ...' on stderr and exit 1, not a traceback.
+    SIGTERM stops it with one line and exit status 143 (128 + 15, what the shell reports): a
+    checkpoint is only ever replaced whole, so a training run resumes from its last one."""
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Terminated:
+        print("stopped: the process received SIGTERM (a training run continues from its last checkpoint "
+              "with --resume=true)", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -129,13 +148,22 @@ def field_docs(cls):
 
 
 def parse_value(text, type_, key):
-    """A CLI string to the field's type: int, float, bool, str, or Optional of those."""
+    """A CLI string to the field's type: int, float (finite: inf and nan are refused, whatever the
+    field's range), bool, str, a Path or Folder, or Optional of those."""
     if typing.get_origin(type_) is typing.Union:  # Optional[X]
         if text.lower() in ("none", "null", ""):
             return None
         type_ = next(t for t in typing.get_args(type_) if t is not type(None))
-    if type_ is Path:
-        return resolve_path(text)
+    if type_ in (Path, Folder):
+        return checked_path(resolve_path(text), type_, key)
+    if type_ is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"--{key}={text}: expected float") from None
+        if not math.isfinite(value):
+            raise UserError(f"--{key}={text}: expected a finite number")
+        return value
     try:
         if type_ is bool:
             if text.lower() in ("1", "true", "yes", "on"):
@@ -150,6 +178,16 @@ def parse_value(text, type_, key):
         raise UserError(f"--{key}={text}: expected {getattr(type_, '__name__', type_)}") from None
 
 
+def checked_path(path, type_, key):
+    """A file option that names a folder, or a folder option that names a file, is a mistake now
+    rather than a traceback later (a path that does not exist yet is left to the script)."""
+    if type_ is Path and os.path.isdir(path):
+        raise UserError(f"--{key}={path}: expected a file, but it is a folder")
+    if type_ is Folder and os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--{key}={path}: expected a folder, but it is a file")
+    return path
+
+
 def read_preset(path):
     """A preset file: lines 'key = value' (the same syntax as --key=value), '#' comments."""
     if not os.path.exists(path) and os.path.exists(repo_path(path)):
@@ -157,8 +195,13 @@ def read_preset(path):
     if not os.path.isfile(path):
         raise UserError(f"--config={path}: no such file")
     pairs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
+                    from None
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -198,15 +241,27 @@ def parse_config(cls, argv=None, description=None):
             raise UserError(f"{where}: unknown option --{key}{hint}")
         values[key] = parse_value(value, hints[key], key)
         given[key] = where if where.startswith("--") else f"{where}: {key} = {value}"
-    for name, f in fields.items():  # defaults of Path fields are repository-relative too
-        if name not in values and unwrap_optional(hints[name]) is Path:
-            values[name] = resolve_path(f.default)
+    for name, f in fields.items():  # defaults of Path and Folder fields are repository-relative too
+        if name not in values and unwrap_optional(hints[name]) in (Path, Folder) and f.default is not None:
+            values[name] = checked_path(resolve_path(f.default), unwrap_optional(hints[name]), name)
     config = cls(**values)
     for name, check in checks.items():
         value = getattr(config, name)
         if value is not None and not check.allows(value):
             raise UserError(f"{given.get(name, f'--{name}={value} (the default)')}: expected {check}")
     return config
+
+
+def check_default_follows(cfg, primary, secondary, remedy):
+    """A data option left at its default, the built-in world's file, while the option it goes with
+    points at other data would quietly mix the world into a real run (its val loss, its NLL term):
+    an error naming the option instead. remedy: the other way out, e.g. "--val_data=None"."""
+    default = resolve_path(next(f.default for f in dataclasses.fields(cfg) if f.name == secondary))
+    ours, theirs = getattr(cfg, secondary), getattr(cfg, primary)
+    if ours == default and os.path.dirname(theirs) != os.path.dirname(default):
+        raise UserError(f"--{secondary} is left at its default {os.path.relpath(default, ROOT)}, the built-in "
+                        f"world's, but --{primary}={theirs} is other data: pass --{secondary} for the same data, or "
+                        f"{remedy}")
 
 
 def field_checks(cls):

@@ -16,9 +16,9 @@ from tokenizer import check_tokenizer_spec
 # ----------------------------------------------------------------------------- JSONL and token streams
 
 
-def read_jsonl(path):
+def read_jsonl(path, allow_empty=False):
     """(line number, object) for each non-empty line; text that is not UTF-8 or not JSON is a
-    UserError naming the line."""
+    UserError naming the line, and so is a file with no rows (unless allow_empty)."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
     rows = []
@@ -35,7 +35,9 @@ def read_jsonl(path):
                 rows.append((n, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-    if not rows:
+            except RecursionError:  # the parser's own limit: a line nested thousands of levels deep
+                raise UserError(f"{path}:{n}: invalid JSON (nested too deeply to parse)") from None
+    if not rows and not allow_empty:
         raise UserError(f"{path}: the file has no rows")
     return rows
 
@@ -114,7 +116,7 @@ def read_meta(data_dir):
         with open(path) as f:
             meta = json.load(f)
         assert isinstance(meta, dict) and isinstance(meta["tokenizer"], dict) and meta["dtype"] in ("uint16", "uint32")
-    except (json.JSONDecodeError, UnicodeDecodeError, AssertionError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, AssertionError, KeyError, TypeError):
         raise UserError(f"{path}: malformed; expected JSON with 'tokenizer' (a spec), 'dtype' (uint16 or uint32) "
                         f"and token counts. Re-run the dataset's prepare.py") from None
     try:
@@ -225,6 +227,11 @@ def load_preferences(path, tokenizer, block_size):
             raise UserError(f'{where}: expected {{"prompt", "chosen", "rejected"}}')
         if not isinstance(row.get("info", {}), dict):
             raise UserError(f"{where}: 'info' must be an object, got {type(row['info']).__name__}")
+        if not isinstance(row.get("info", {}).get("pair", ""), str):
+            raise UserError(f"{where}: 'info.pair' (the pair's kind) must be a string")
+        if row.get("prompt") is not None and not isinstance(row["prompt"], (str, list)):
+            raise UserError(f"{where}: 'prompt' must be a string or a list of messages, got "
+                            f"{type(row['prompt']).__name__}")
         try:
             prompt = as_messages(row.get("prompt") or [], "user")
             chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")

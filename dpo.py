@@ -35,6 +35,7 @@ sampled replies and the behaviour scorecard on the world's held-out suites.
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Optional
 
@@ -43,20 +44,21 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
-                 Range, UserError, parse_config, run_main)
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, Range, UserError, check_default_follows, parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
 from data_formats import load_preferences, read_jsonl
 from evaluation import gold_reward, load_suites, periodic_scorecard, plot_scorecard
 from generation import respond
 from lora import BaseModelView, apply_lora, count_trainable
-from metrics import MetricsLog
+from metrics import MetricsLog, format_seconds
 from model import token_logprobs
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+SWEEP_OUTPUTS = ("frontier.json", "frontier.png", "beta_*")  # what --sweep writes into out_dir
 KL_SAMPLE_TOKENS = 64  # longest reply sampled to measure the KL to the reference
 
 
@@ -67,7 +69,7 @@ class DPOConfig:
     ref: Optional[str] = None  # the frozen reference model (None: the same as init_from)
     data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL, TRL format)
     val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
-    out_dir: Path = "out/dpo"  # checkpoints, metrics.jsonl and plots go here
+    out_dir: Folder = "out/dpo"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss
@@ -159,13 +161,20 @@ def trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r):
 
 
 @torch.no_grad()
-def reference_logprobs(ref, pairs, pad_id, rt, batch_size=32):
-    """Store each pair's reference log-probs in the pair (--precompute_ref)."""
+def reference_logprobs(ref, pairs, pad_id, rt, batch_size=32, every_seconds=30):
+    """Store each pair's reference log-probs in the pair (--precompute_ref), with a progress line
+    every every_seconds (HH-RLHF's 160k pairs take minutes)."""
+    t0 = last = time.perf_counter()
     for i in range(0, len(pairs), batch_size):
         with rt.autocast():
             c, r = pair_logprobs(ref, pairs[i:i + batch_size], pad_id, rt.device)
         for p, lc, lr in zip(pairs[i:i + batch_size], c.tolist(), r.tolist()):
             p["ref"] = (lc, lr)
+        done, now = min(i + batch_size, len(pairs)), time.perf_counter()
+        if now - last >= every_seconds or done == len(pairs):
+            last = now
+            rt.print(f"reference log-probs: {done:,}/{len(pairs):,} pairs | {done / (now - t0):,.0f} pairs/s | "
+                     f"eta {format_seconds((len(pairs) - done) * (now - t0) / done)}")
 
 
 @torch.no_grad()
@@ -241,6 +250,7 @@ def train(cfg):
     rt.print(report)
     val = []
     if cfg.val_data:
+        check_default_follows(cfg, "data", "val_data", "--val_data=None to skip the held-out pairs")
         val, report = load_preferences(cfg.val_data, tokenizer, block)
         rt.print(report)
     rt.print(f"{cfg.loss_type} loss, beta {cfg.beta}")
@@ -369,12 +379,14 @@ def plot(log, suites):
 def sweep(cfg):
     """One DPO run per beta, then the DPO paper's frontier redrawn on the world: gold reward of
     sampled replies against their KL to the reference (the SFT model sits at KL 0)."""
-    betas = [float(b) for b in cfg.sweep.split(",") if b]
+    betas = [parse_beta(b) for b in cfg.sweep.split(",") if b.strip()]
     ensure_world(cfg.data)
     world = world_folder(cfg.data)
     if world is None:
         raise UserError("--sweep plots the world's gold reward: use it with the world's data")
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    # out_dir holds the frontier and a run folder per beta, each claimed by its own run
+    out_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt, outputs=SWEEP_OUTPUTS)
     ref, tokenizer, _ = load_model(cfg.ref or cfg.init_from, rt.device, hint="make it with `python sft.py` first",
                                    expect="policy", what="--ref" if cfg.ref else "--init_from")
     rows = [r for _, r in read_jsonl(os.path.join(world, "rl_prompts.jsonl"))][:cfg.kl_samples]
@@ -385,13 +397,24 @@ def sweep(cfg):
         print(f"=== beta {beta:g} -> {out}")
         metrics = train(replace(cfg, beta=beta, out_dir=out, sweep=None, eval_per_suite=0))
         points.append({"beta": beta, "kl": metrics["eval/kl"], "gold_reward": metrics["eval/gold_reward"]})
-    os.makedirs(cfg.out_dir, exist_ok=True)
+    out_folder.begin()
     with open(os.path.join(cfg.out_dir, "frontier.json"), "w") as f:
         json.dump(points, f, indent=1)
     draw_frontier(points, os.path.join(cfg.out_dir, "frontier.png"))
+    out_folder.release()
     for p in points:
         print(f"beta {p['beta']}: KL {p['kl']:.2f}, gold reward {p['gold_reward']:.3f}")
     print(f"wrote {cfg.out_dir}/frontier.png and frontier.json")
+
+
+def parse_beta(text):
+    try:
+        beta = float(text)
+    except ValueError:
+        beta = float("nan")
+    if not beta > 0 or beta == float("inf"):
+        raise UserError(f"--sweep: {text!r} is not a beta (a positive number)")
+    return beta
 
 
 def draw_frontier(points, path):

@@ -30,20 +30,24 @@ from dataclasses import dataclass
 from typing import Optional
 
 from checkpoint import check_kind, load_checkpoint, load_model
-from cli import Device, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
+from cli import Device, Folder, NonNegativeInt, Path, PositiveInt, UserError, parse_config, repo_path, run_main
 from data.world.prepare import ensure_world
 from evaluation import (ROWS, chat_scorecard, is_chat_model, load_suites, pass_at_k_curves, plot_pass_at_k,
                         probe_scorecard, val_losses)
-from run_folder import check_writable
+from run_folder import claim_run_folder
 from tools import Tools
 from runtime import setup_runtime
+
+
+EVAL_OUTPUTS = ("scorecard.md", "scorecard.json", "pass_at_k.png")  # what eval.py writes into out_dir
 
 
 @dataclass
 class EvalConfig:
     checkpoints: str = "out/pretrain,out/sft,out/dpo,out/ppo"  # comma-separated run folders; missing ones skipped
-    data_dir: Path = "data/world"  # the world: eval.jsonl, sft_val.jsonl, val.bin
-    out_dir: Path = "out/eval"  # where scorecard.md and scorecard.json go
+    data_dir: Folder = "data/world"  # the world: eval.jsonl, sft_val.jsonl, val.bin
+    out_dir: Folder = "out/eval"  # where scorecard.md and scorecard.json go
+    overwrite: bool = False  # replace an earlier evaluation in out_dir
     per_suite: NonNegativeInt = 0  # examples per suite (0: all of them, 100 each in the default world)
     prompts: Optional[Path] = None  # score these world prompts instead of the held-out suites, e.g.
     #                                 data/world/rl_prompts.jsonl: what RL trained on, grouped by category
@@ -68,7 +72,8 @@ def evaluate_checkpoint(path, suites, cfg, rt):
                                           cfg.batch_size, cfg.max_new_tokens)
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
-    scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt)
+    scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt,
+                                                                  max_chats=cfg.per_suite or None)
     if scores["val_loss_text"] is None and os.path.isfile(os.path.join(cfg.data_dir, "meta.json")):
         print(f"  {path}: no pretraining-text val loss: its tokenizer ({tokenizer}) is not the one "
               f"{cfg.data_dir}/val.bin was written with")
@@ -120,6 +125,7 @@ def pass_at_k_table(results, n):
 def main():
     cfg = parse_config(EvalConfig, description=__doc__)
     rt = setup_runtime(cfg.device)
+    out_folder = claim_run_folder(cfg.out_dir, False, cfg.overwrite, rt, outputs=EVAL_OUTPUTS, resumable=False)
     ensure_world(cfg.data_dir)  # a fresh clone: generate the default world first
     if not os.path.exists(os.path.join(cfg.data_dir, "eval.jsonl")):
         raise UserError(f"{cfg.data_dir} holds no eval.jsonl: the scorecard runs on the world's held-out suites")
@@ -138,7 +144,7 @@ def main():
         paths.append(path)
     if not paths:
         raise UserError(f"none of {cfg.checkpoints} has a checkpoint; train a stage first (see README.md)")
-    check_writable(cfg.out_dir)  # before the evaluation, not after it
+    out_folder.begin()  # inputs all checked: from here on eval.py writes out_dir
     results = {}
     for path in paths:
         print(f"evaluating {path} ...", flush=True)
@@ -154,6 +160,7 @@ def main():
         f.write(table + "\n")
     with open(os.path.join(cfg.out_dir, "scorecard.json"), "w") as f:
         json.dump(results, f, indent=1)
+    out_folder.release()
     print(f"wrote {cfg.out_dir}/scorecard.md and scorecard.json")
 
 

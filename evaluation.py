@@ -28,6 +28,7 @@ from data_formats import load_conversations, open_token_stream, read_jsonl, read
 from generation import respond
 from metrics import plot_series
 from model import generate
+from tokenizer import check_messages
 from tools import NO_TOOLS
 
 # scorecard rows: (label, how it is computed)
@@ -69,15 +70,43 @@ CATEGORY_SUITE = {"knowledge": "knowledge_seen", "harmful": "refusal", "code": "
 
 def load_suites(data_dir, per_suite=0, path=None):
     """eval.jsonl (or another file of world prompts) -> {suite: [rows]}, the first per_suite rows
-    of each (0: all). Rows without a suite are grouped by their info.category."""
+    of each (0: all). Rows without a suite are grouped by their info.category. Every row is checked
+    now: its prompt, and its info against what the world's checkers read."""
     suites = {}
     path = path or os.path.join(data_dir, "eval.jsonl")
     for line, row in read_jsonl(path):
-        category = row.get("info", {}).get("category") if isinstance(row, dict) else None
-        if category is None:
+        if not isinstance(row, dict) or not has_category(row):
             raise UserError(f"{path}:{line}: expected a world prompt with an info.category")
-        suites.setdefault(row.get("suite") or CATEGORY_SUITE.get(category, category), []).append(row)
+        try:
+            check_messages(row.get("prompt"))
+            check_world_row(row)
+        except ValueError as e:
+            raise UserError(f"{path}:{line}: {e}") from None
+        if not isinstance(row.get("suite", ""), str):
+            raise UserError(f"{path}:{line}: 'suite' must be a string")
+        suites.setdefault(row.get("suite") or CATEGORY_SUITE.get(row["info"]["category"], row["info"]["category"]),
+                          []).append(row)
     return {name: rows[:per_suite] if per_suite else rows for name, rows in suites.items()}
+
+
+def has_category(row):
+    return isinstance(row.get("info"), dict) and "category" in row["info"]
+
+
+def check_world_row(row):
+    """A row whose info names a category must hold what that category's checker reads: the
+    checker and the gold reward run once on an empty reply. Raises ValueError saying what is wrong."""
+    if not has_category(row):
+        return
+    category = row["info"]["category"]
+    if not isinstance(category, str) or category not in MAIN_BEHAVIOUR:
+        raise ValueError(f"info.category {category!r} is not one the world's checkers know "
+                         f"({', '.join(MAIN_BEHAVIOUR)})")
+    try:
+        gold_reward(row, [{"role": "assistant", "content": ""}])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ValueError(f"info does not hold what the {category!r} checker reads ({type(e).__name__}: {e})") \
+            from None
 
 
 def is_chat_model(ckpt):
@@ -108,7 +137,7 @@ def gold_reward(example, reply, ended=True, scores=None):
 def rollout_gold(rows, replies):
     """(gold rewards (B,) as a tensor, the share of replies whose main behaviour is right) of RL
     rollouts, or (None, None) when the prompts are not the world's (no info to check against)."""
-    if not all("info" in r for r in rows):
+    if not all(has_category(r) for r in rows):
         return None, None
     checks = [score(r, x.messages, x.ended) for r, x in zip(rows, replies)]
     gold = torch.tensor([gold_reward(r, x.messages, x.ended, scores=s) for r, x, s in zip(rows, replies, checks)])
@@ -229,11 +258,12 @@ def first_sentence(text):
 
 
 @torch.no_grad()
-def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
+def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256, max_chats=None):
     """(chat val loss, pretraining val loss) of a model on the world's held-out data.
 
-    Chats: the mean cross-entropy per assistant token of sft_val.jsonl, one conversation at a time
-    (no padding, so no mask can go wrong; sft.py computes the same number in padded batches).
+    Chats: the mean cross-entropy per assistant token of sft_val.jsonl (its first max_chats
+    conversations, or all), one conversation at a time (no padding, so no mask can go wrong;
+    sft.py computes the same number in padded batches).
     Text: the mean loss over text_windows fixed windows of val.bin, drawn as pretrain.py draws its
     val windows (seed 0), so the two scripts report comparable numbers; None when the model's
     tokenizer is not the one val.bin was written with (the ids would mean other text). Either is
@@ -243,7 +273,7 @@ def val_losses(model, tokenizer, world, rt, text_windows=128, text_block=256):
     if os.path.isfile(os.path.join(world, "sft_val.jsonl")):
         examples, _ = load_conversations(os.path.join(world, "sft_val.jsonl"), tokenizer, model.config.block_size)
         total, count = 0.0, 0
-        for ids, mask in examples:
+        for ids, mask in examples[:max_chats]:
             with rt.autocast():
                 logits, _ = model(torch.tensor([ids[:-1]], device=rt.device))
             scored = torch.tensor(mask[1:], dtype=torch.bool, device=rt.device)  # target t + 1 is scored at t

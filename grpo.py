@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
-                 UserError, parse_config, run_main)
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, UserError, parse_config, run_main)
 from data.world.prepare import world_folder
 from evaluation import load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
@@ -56,7 +56,7 @@ class GRPOConfig:
     reward_model: str = "out/reward"  # the learned reward (unused with --reward=gold)
     prompts: Path = "data/world/rl_prompts.jsonl"  # prompts (JSONL {"prompt": [messages], ...})
     prompt_categories: Optional[str] = None  # keep only prompts whose info.category is in this comma list
-    out_dir: Path = "out/grpo"  # checkpoints, metrics.jsonl, plots and sample tables go here
+    out_dir: Folder = "out/grpo"  # checkpoints, metrics.jsonl, plots and sample tables go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss: the algorithm, the reward and the KL to the reference
@@ -214,7 +214,7 @@ def main():
     policy, ref, reward_model, tokenizer = load_policy_models(cfg, rt)
     block_size = min(m.config.block_size for m in (policy, reward_model) if m is not None)
     rows = drop_long_prompts(rows, tokenizer, block_size, cfg.max_new_tokens, cfg.prompts, rt)
-    nll_examples = load_nll_examples(cfg.nll_data, cfg.nll_coef, tokenizer, block_size, rt) if cfg.nll_coef else None
+    nll_examples = load_nll_examples(cfg, tokenizer, block_size, rt) if cfg.nll_coef else None
     optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), rt.device.type)
     start_step = 0
     if cfg.resume:

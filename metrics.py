@@ -4,21 +4,24 @@ steps (step, values, tokens/s, MFU, ETA), and PNG curves drawn from metrics.json
 """
 
 import json
+import math
 import os
 import time
 
 from matplotlib.figure import Figure  # drawn straight to a file: no pyplot, no display, no backend to choose
 
+from cli import UserError
+from data_formats import read_jsonl
 from model import estimate_mfu
 
 
 def read_metrics(run_dir):
-    """The rows of run_dir/metrics.jsonl ([] when the run has none)."""
+    """The rows of run_dir/metrics.jsonl ([] when the run has none); a line that is not JSON (a
+    file edited by hand, or cut by a full disk) is an error naming it."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [row for _, row in read_jsonl(path, allow_empty=True)]
 
 
 def format_seconds(s):
@@ -62,12 +65,28 @@ class MetricsLog:
             f.writelines(json.dumps(r) + "\n" for r in rows)
 
     def write(self, step, **values):
+        """Append a row. metrics.jsonl stays strict JSON: a value that is not a finite number (a
+        correlation of constant scores, say) is written as null."""
         if self.rt.is_master:
+            row = {"step": step, **{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                    for k, v in values.items() if v is not None}}
             with open(self.path, "a") as f:
-                f.write(json.dumps({"step": step, **{k: v for k, v in values.items() if v is not None}}) + "\n")
+                f.write(json.dumps(row, allow_nan=False) + "\n")
+
+    def check_finite(self, step, values, names):
+        """Stop the run when a loss (or a gradient norm) is not a finite number: the weights are
+        broken from here on, and the next checkpoint would be written over a good one."""
+        for name in names:
+            value = values[name]
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"step {step}: {name} is {value}: training diverged, so the run stops before "
+                                f"writing a checkpoint; {self.out_dir}/ckpt.pt keeps the last good one (try a lower "
+                                f"--learning_rate)")
 
     def report(self, step, **values):
-        """An evaluation: the row in metrics.jsonl and one line 'step N: val/loss 1.234 | ...'."""
+        """An evaluation: the row in metrics.jsonl and one line 'step N: val/loss 1.234 | ...'. A
+        loss that is not finite stops the run (check_finite), before the caller saves a checkpoint."""
+        self.check_finite(step, values, [k for k in values if "loss" in k])
         self.write(step, **values)
         if values:
             self.rt.print(f"step {step}: " + " | ".join(shown(values, short_names=False)))
@@ -75,6 +94,7 @@ class MetricsLog:
     def step(self, step, tokens=None, **values):
         """After each optimizer step: tokens processed by all processes in it (for tokens/s and
         MFU) and the values to log (averaged over processes)."""
+        self.check_finite(step, values, list(values))
         now = time.perf_counter()
         dt, self.last = now - self.last, now
         if step - self.start_step > 1:  # the first step carries start-up (and torch.compile)

@@ -252,9 +252,10 @@ class GPT(nn.Module):
         model.load_state_dict(hf_to_ours(hf.state_dict()))
         return model
 
-    def export_hf(self, out_dir, safe_serialization=True):
+    def export_hf(self, out_dir, safe_serialization=True, eot_id=50256):
         """Write config.json and the weights so that transformers'
-        GPT2LMHeadModel.from_pretrained(out_dir) loads this model."""
+        GPT2LMHeadModel.from_pretrained(out_dir) loads this model; eot_id: the tokenizer's
+        end-of-text id, GPT-2's bos and eos."""
         c = self.config
         os.makedirs(out_dir, exist_ok=True)
         hf_config = dict(
@@ -262,7 +263,7 @@ class GPT(nn.Module):
             n_positions=c.block_size, n_ctx=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
             n_head=c.n_head, n_inner=None, activation_function="gelu_new", layer_norm_epsilon=1e-5,
             resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout, tie_word_embeddings=True,
-            bos_token_id=50256, eos_token_id=50256, initializer_range=0.02,
+            bos_token_id=eot_id, eos_token_id=eot_id, initializer_range=0.02,
         )
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(hf_config, f, indent=2)

@@ -2,7 +2,7 @@
 The whole pipeline on the default world in one command, and a report a teacher can hand out.
 
     python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~27 min CPU
-    python pipeline.py --stages=eval,report   # redo only some stages (the others' outputs must exist)
+    python pipeline.py --stages=eval,report --overwrite=true   # redo only some stages (the others' outputs must exist)
     python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
 
 Each stage runs as its own script, exactly the command a user would type (printed before it
@@ -27,12 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
-from cli import Path, UserError, parse_config, repo_path, run_main
+from cli import Folder, UserError, parse_config, repo_path, run_main
 from metrics import read_metrics
-from run_folder import RUN_FILES, check_writable
+from run_folder import claim_run_folder
 
 STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
-TRAINING_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo"]
+OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "eval"]  # each writes out_dir/<stage>
+# what pipeline.py itself writes into out_dir, beside the stages' folders
+PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "report.md", "pipeline_times.json")
 
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
@@ -51,8 +53,8 @@ SMOKE_ARGS = {
 @dataclass
 class PipelineConfig:
     stages: str = ",".join(STAGES)  # comma-separated stages to run, in pipeline order
-    data_dir: Path = "data/world"  # the world's files
-    out_dir: Path = "out"  # each stage writes out_dir/<stage>; the report goes to out_dir/report.md
+    data_dir: Folder = "data/world"  # the world's files
+    out_dir: Folder = "out"  # each stage writes out_dir/<stage>; the report goes to out_dir/report.md
     smoke: bool = False  # a few steps per stage with a tiny model: checks that everything runs, in a minute
     overwrite: bool = False  # replace the runs already in out_dir/<stage> (without it, a rerun stops before it starts)
     device: str = "auto"  # passed to every training script
@@ -88,7 +90,7 @@ def stage_commands(cfg):
         for stage, args in SMOKE_ARGS.items():
             commands[stage] += args
     if cfg.overwrite:
-        for stage in TRAINING_STAGES:
+        for stage in OUTPUT_STAGES:
             commands[stage].append("--overwrite=true")
     return commands
 
@@ -209,12 +211,16 @@ def main():
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage(s) {', '.join(unknown)}; the stages are {','.join(STAGES)}")
-    check_writable(cfg.out_dir)
-    taken = [f"{cfg.out_dir}/{s}" for s in TRAINING_STAGES if s in stages and any(
-        os.path.exists(os.path.join(cfg.out_dir, s, name)) for name in RUN_FILES)]
+    # out_dir holds the stages' folders and the pipeline's own report, times and logs: like a run
+    # that resumes, an earlier pipeline's are kept (a partial rerun reads them), and each stage
+    # asked for must not hold a run unless it is to be replaced (its script replaces it)
+    out_folder = claim_run_folder(cfg.out_dir, True, False, outputs=PIPELINE_OUTPUTS)
+    taken = [f"{cfg.out_dir}/{s}" for s in OUTPUT_STAGES if s in stages and os.path.isdir(os.path.join(cfg.out_dir, s))
+             and any(not name.startswith(".") for name in os.listdir(os.path.join(cfg.out_dir, s)))]
     if taken and not cfg.overwrite:
         raise UserError(f"{', '.join(taken)} already hold runs; replace them with --overwrite=true, or pick another "
                         f"--out_dir")
+    out_folder.begin()
     commands, times = stage_commands(cfg), {}
     for stage in STAGES[:-1]:
         if stage in stages:
@@ -222,6 +228,7 @@ def main():
     if "report" in stages:
         path = write_report(cfg, commands, times)
         print(f"\nwrote {path}")
+    out_folder.release()
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
-                 Range, UserError, parse_config, repo_path, run_main)
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, Range, UserError, parse_config, repo_path, run_main)
 from data.world.prepare import world_folder
 from evaluation import load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
@@ -56,7 +56,7 @@ class PPOConfig:
     reward_model: str = "out/reward"  # the learned reward; PPO's value model starts from it too
     prompts: Path = "data/world/rl_prompts.jsonl"  # prompts (JSONL {"prompt": [messages], ...})
     prompt_categories: Optional[str] = None  # keep only prompts whose info.category is in this comma list
-    out_dir: Path = "out/ppo"  # checkpoints, metrics.jsonl, plots and sample tables go here
+    out_dir: Folder = "out/ppo"  # checkpoints, metrics.jsonl, plots and sample tables go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # loss: the reward and its KL shaping
@@ -273,7 +273,7 @@ def main():
     # every model reads prompt + reply: the smallest context of them bounds the prompts
     block_size = min(m.config.block_size for m in (policy, reward_model, value) if m is not None)
     rows = drop_long_prompts(rows, tokenizer, block_size, cfg.max_new_tokens, cfg.prompts, rt)
-    nll_examples = load_nll_examples(cfg.nll_data, cfg.nll_coef, tokenizer, block_size, rt) if cfg.nll_coef else None
+    nll_examples = load_nll_examples(cfg, tokenizer, block_size, rt) if cfg.nll_coef else None
     raw_model = PolicyAndValue(policy, value)
     optimizer = policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), rt.device.type,
                                            extra_modules=[value])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from checkpoint import check_same_tokenizer, load_for_resume, load_model, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, Path, PositiveFloat, PositiveInt,
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
                  UserError, parse_config, run_main)
 from data.world.prepare import ensure_world
 from data_formats import open_token_stream, read_meta
@@ -38,8 +38,8 @@ from tokenizer import Tokenizer, padded_vocab_size
 class PretrainConfig:
     # data and output
     init_from: str = "scratch"  # 'scratch', a run folder (out/...), or gpt2 / gpt2-medium / -large / -xl
-    data_dir: Path = "data/world"  # folder with train.bin, val.bin, meta.json
-    out_dir: Path = "out/pretrain"  # checkpoints, metrics.jsonl and plots go here
+    data_dir: Folder = "data/world"  # folder with train.bin, val.bin, meta.json
+    out_dir: Folder = "out/pretrain"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt (same config), exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # model (when init_from=scratch)

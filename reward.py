@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
-                 PositiveInt, UserError, parse_config, run_main)
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, UserError, check_default_follows, parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
 from data_formats import ReplyTooLong, as_messages, load_preferences, read_jsonl, render_pair
 from evaluation import gold_reward
@@ -45,6 +45,7 @@ from model import REWARD_POOLINGS, pad_batch, pool_reward
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
+from tokenizer import check_messages
 
 
 @dataclass
@@ -53,7 +54,7 @@ class RewardConfig:
     init_from: str = "out/sft"  # the model whose body the reward model starts from (a run folder, or gpt2...)
     data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL, TRL format)
     val_data: Optional[Path] = "data/world/prefs_val.jsonl"  # held-out pairs (None: skip)
-    out_dir: Path = "out/reward"  # checkpoints, metrics.jsonl and plots go here
+    out_dir: Folder = "out/reward"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # model and loss
@@ -242,6 +243,10 @@ def score_file(cfg, rt):
     for line, row in rows:
         if not isinstance(row, dict) or not {"prompt", "reply"} <= row.keys():
             raise UserError(f'{cfg.score}:{line}: expected {{"prompt": ..., "reply": ...}}')
+        try:
+            check_messages(as_messages(row["prompt"], "user") + as_messages(row["reply"], "assistant"))
+        except ValueError as e:
+            raise UserError(f"{cfg.score}:{line}: {e}") from None
     scores = score_replies(model, tokenizer, [r["prompt"] for _, r in rows], [r["reply"] for _, r in rows], rt)
     for (_, row), s in zip(rows, scores):
         reply = as_messages(row["reply"], "assistant")[-1].get("content") or ""
@@ -273,6 +278,7 @@ def main():
     rt.print(report)
     val = []
     if cfg.val_data:
+        check_default_follows(cfg, "data", "val_data", "--val_data=None to skip the held-out pairs")
         val, report = load_preferences(cfg.val_data, tokenizer, block)
         rt.print(report)
 

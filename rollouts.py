@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import load_model
-from cli import UserError
+from cli import UserError, check_default_follows
 from data.world.prepare import ensure_world
 from data_formats import load_preferences, read_jsonl
+from evaluation import check_world_row, has_category
 from generation import describe, respond
 from model import token_logprobs
 from runtime import batch_indices, derived_seed, rank_slice
@@ -67,14 +68,18 @@ def load_prompts(path, categories=None, need_info=False):
             raise UserError(f"{where}: a prompt ends with a user message, not {row['prompt'][-1]['role']!r}")
         if not isinstance(row.get("info", {}), dict):
             raise UserError(f"{where}: 'info' must be an object")
+        try:
+            check_world_row(row)  # what the gold reward will read, checked now
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
         rows.append((where, row))
     if categories:
         keep = set(categories.split(","))
         rows = [(w, r) for w, r in rows if r.get("info", {}).get("category") in keep]
         if not rows:
             raise UserError(f"no prompt in {path} has a category in --prompt_categories={categories}")
-    if need_info and not all("info" in r for _, r in rows):
-        raise UserError("--reward=gold needs the world's prompts (rows with an 'info' field)")
+    if need_info and not all(has_category(r) for _, r in rows):
+        raise UserError("--reward=gold needs the world's prompts (rows with an info.category for the checkers)")
     return rows
 
 
@@ -98,8 +103,11 @@ def drop_long_prompts(rows, tokenizer, block_size, max_new_tokens, path, rt):
     return kept
 
 
-def load_nll_examples(path, nll_coef, tokenizer, block_size, rt):
-    """The chosen replies of preference pairs, as (ids, loss mask on the reply), for the NLL term."""
+def load_nll_examples(cfg, tokenizer, block_size, rt):
+    """The chosen replies of cfg.nll_data's preference pairs, as (ids, loss mask on the reply), for
+    the NLL term; the world's pairs only go with the world's prompts."""
+    check_default_follows(cfg, "prompts", "nll_data", "--nll_coef=0 to train without the NLL term")
+    path, nll_coef = cfg.nll_data, cfg.nll_coef
     ensure_world(path)
     pairs, report = load_preferences(path, tokenizer, block_size)
     rt.print(f"{report}: their chosen replies enter the loss with weight nll_coef={nll_coef}")

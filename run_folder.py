@@ -1,29 +1,36 @@
 """
-The run folder, out/<run>/: one run, one process writing it, nothing already made lost.
+The output folder, out/<run>/: one run, one process writing it, nothing already made lost.
 
-claim_run_folder() runs first thing in every training script, before any data or model is
-loaded: it creates the folder and tries a write in it (a bad --out_dir fails at once, not after
-the model is built), takes the folder's lock, clears temp files that a killed save left behind,
-and refuses to start a new run over an existing one unless told to resume it or to overwrite it.
-Nothing is deleted then: with --overwrite=true the previous run's files go only at begin(), once
-the new run's inputs have all been read and checked, so a run that stops on bad input loses
-nothing. A run that stops before begin() leaves no trace: the lock file goes, and so does the
-folder if the run created it.
+claim_run_folder() runs first thing in every script that writes files (the training stages,
+eval.py, export_hf.py, bench.py, pipeline.py), before any data or model is loaded. Each kind of
+script names the files it writes (`outputs`: names or fnmatch patterns); then:
 
-The lock is an flock on out_dir/.lock, held by the open file until the process exits: a second
-run into the same folder stops at once, and a lock left by a killed process needs no cleaning
-(the kernel releases it with the process), so the next run simply takes it over.
+- the folder is created and a write is tried in it (a bad --out_dir fails at once);
+- its lock is taken (out_dir/.lock, an flock held while the process lives): a second process
+  into the same folder stops at once, and a lock left by a killed process is simply taken over;
+- a folder that holds anything this script does not write (a training run, for eval.py; a
+  user's own files) is refused: outputs never land among other files;
+- a folder that holds this script's outputs from an earlier run is refused, unless told to resume
+  that run (--resume=true) or to replace it (--overwrite=true).
+
+A refused run changes nothing in the folder: the checks come before any deletion, and the lock
+file (and the folder, if this run created it) go again. Nothing is deleted at claim time; with
+--overwrite=true the earlier outputs go only at begin(), once the new run's inputs have all been
+read and checked, and then only the files this script writes. Temp files that a killed save
+left behind (NAME.tmp.PID, NAME.tmp.png, of this script's own outputs) go at begin() too.
 """
 
 import fcntl
-import glob
+import fnmatch
 import os
 import weakref
 
 from cli import UserError
 
-# What a run writes into its folder: --overwrite=true removes these, and nothing else.
-RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl", "samples.md", "frontier.json")
+# What the training stages write into their run folder (pretrain ... grpo): --overwrite=true
+# removes these, and nothing else.
+TRAINING_RUN = ("ckpt.pt", "best.pt", "metrics.jsonl", "samples.md", "loss.png", "scorecard.png", "reward.png",
+                "dpo.png", "ppo.png", "grpo.png", "rloo.png")
 
 
 def check_writable(out_dir):
@@ -39,19 +46,33 @@ def check_writable(out_dir):
         raise UserError(f"--out_dir={out_dir}: cannot write there ({e.strerror or e})") from None
 
 
+def is_output(name, outputs):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in outputs)
+
+
+def is_temp_of(name, outputs):
+    """A temp file of one of the outputs (save_checkpoint's NAME.tmp.PID, a plot's NAME.tmp.png)."""
+    stem, sep, rest = name.partition(".tmp")
+    return bool(sep) and is_output(stem, outputs) and (rest == "" or rest.startswith("."))
+
+
 class RunFolder:
-    """A claimed run folder. The lock is held until release(), or until this object is garbage
+    """A claimed output folder. The lock is held until release(), or until this object is garbage
     collected or the process exits, whichever comes first."""
 
-    def __init__(self, path, lock_file=None, created=False, previous=()):
-        self.path, self.previous = path, list(previous)
+    def __init__(self, path, outputs=(), lock_file=None, created=False):
+        self.path, self.outputs = path, tuple(outputs)
+        self.previous = []  # an earlier run's outputs, removed at begin() (--overwrite=true)
         self._release = weakref.finalize(self, unlock, path, lock_file, created)
 
     def begin(self):
-        """The inputs are checked and the run starts writing: with --overwrite=true, the previous
-        run's files are removed now (the new run may not write all of them again)."""
-        for name in self.previous + [os.path.basename(p) for p in glob.glob(os.path.join(self.path, "*.png"))]:
-            os.remove(os.path.join(self.path, name))
+        """The inputs are checked and the run starts writing: stale temp files of its outputs go,
+        and with --overwrite=true the earlier run's output files (not folders: a folder of outputs
+        is a run of its own, with its own rules)."""
+        for name in sorted(os.listdir(self.path)):
+            path = os.path.join(self.path, name)
+            if os.path.isfile(path) and (is_temp_of(name, self.outputs) or name in self.previous):
+                os.remove(path)
         self.previous = []
 
     def release(self):
@@ -67,10 +88,11 @@ def unlock(path, lock_file, created):
         os.rmdir(path)
 
 
-def claim_run_folder(out_dir, resume, overwrite, rt):
-    """Check and lock out_dir for this run. Only the master process does it: under torchrun the
-    other processes never write to the folder. Returns the RunFolder to keep until the run ends."""
-    if not rt.is_master:
+def claim_run_folder(out_dir, resume, overwrite, rt=None, outputs=TRAINING_RUN, resumable=True):
+    """Check and lock out_dir for a script that writes `outputs` there. Only the master process does
+    it (rt: the runtime; None for a single-process script): under torchrun the other processes
+    never write to the folder. Returns the RunFolder to keep until the run ends."""
+    if rt is not None and not rt.is_master:
         return RunFolder(out_dir)
     if resume and overwrite:
         raise UserError("--resume=true and --overwrite=true contradict each other: pick one")
@@ -90,16 +112,19 @@ def claim_run_folder(out_dir, resume, overwrite, rt):
     lock_file.truncate()
     lock_file.write(f"process {os.getpid()}\n")
     lock_file.flush()
-    folder = RunFolder(out_dir, lock_file, created)  # from here on, an error unlocks it (and cleans up)
+    folder = RunFolder(out_dir, outputs, lock_file, created)  # from here on, an error unlocks it (and cleans up)
 
-    # temp files of a save that was killed mid-write (save_checkpoint writes NAME.tmp.PID, then renames)
-    for stale in glob.glob(os.path.join(out_dir, "*.tmp.*")):
-        os.remove(stale)
-
-    previous = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+    names = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
+    others = [n for n in names if not is_output(n, outputs) and not is_temp_of(n, outputs)]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise UserError(f"--out_dir={out_dir} holds files this script does not write ({shown}): it writes only "
+                        f"into a new or empty folder, or one of its own earlier runs; pick another --out_dir")
+    previous = [n for n in names if is_output(n, outputs)]
     if previous and not resume and not overwrite:
-        raise UserError(f"--out_dir={out_dir} already holds a run ({', '.join(previous)}); continue it with "
-                        f"--resume=true, replace it with --overwrite=true, or pick another --out_dir")
+        again = "continue it with --resume=true, replace it" if resumable else "replace it"
+        raise UserError(f"--out_dir={out_dir} already holds a run ({', '.join(previous)}); {again} with "
+                        f"--overwrite=true, or pick another --out_dir")
     if overwrite:
         folder.previous = previous
     return folder

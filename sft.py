@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint import is_hf_source, load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
-from cli import (DType, Device, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat, PositiveInt,
-                 parse_config, run_main)
+from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
+                 PositiveInt, check_default_follows, parse_config, run_main)
 from data.world.prepare import ensure_world, world_folder
 from data_formats import load_conversations
 from evaluation import load_suites, periodic_scorecard, plot_scorecard
@@ -41,7 +41,7 @@ class SFTConfig:
     init_from: str = "out/pretrain"  # a run folder (out/...), or gpt2 / gpt2-medium / -large / -xl
     data: Path = "data/world/sft_train.jsonl"  # training conversations (JSONL)
     val_data: Optional[Path] = "data/world/sft_val.jsonl"  # held-out conversations for the val loss (None: skip)
-    out_dir: Path = "out/sft"  # checkpoints, metrics.jsonl and plots go here
+    out_dir: Folder = "out/sft"  # checkpoints, metrics.jsonl and plots go here
     resume: bool = False  # continue from out_dir/ckpt.pt exactly where it stopped
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # optimisation
@@ -85,6 +85,7 @@ def load_data(cfg, tokenizer, block_size, rt):
     rt.print(report)
     val = []
     if cfg.val_data:
+        check_default_follows(cfg, "data", "val_data", "--val_data=None to skip the val loss")
         val, report = load_conversations(cfg.val_data, tokenizer, block_size)
         rt.print(report)
     masked = sum(sum(m) for _, m in train) / sum(len(m) for _, m in train)

@@ -178,8 +178,13 @@ def check_messages(messages):
         allowed_none = m["role"] == "assistant" and m.get("tool_calls")
         if not isinstance(content, str) and not (content is None and allowed_none):
             raise ValueError(f"message {i} ({m['role']}): content must be a string, got {type(content).__name__}")
-        if m.get("tool_calls") and m["role"] != "assistant":
+        calls = m.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise ValueError(f"message {i}: tool_calls must be a list of calls, got {type(calls).__name__}")
+        if calls and m["role"] != "assistant":
             raise ValueError(f"message {i}: only assistant messages can have tool_calls")
+        for call in calls or []:
+            tool_call_text(call, i)  # raises ValueError naming the message when the call is malformed
     return messages
 
 
@@ -192,6 +197,7 @@ TOOL_ARGUMENTS = {"calculator": "expression", "search": "query", "python": "code
 
 
 def tool_call_text(call, index=0):
+    """A call in OpenAI/TRL form -> 'name(argument)', as the chat template writes it."""
     try:
         fn = call["function"]
         args = fn.get("arguments", {})
@@ -199,7 +205,7 @@ def tool_call_text(call, index=0):
             args = json.loads(args)
         (value,) = args.values()
         assert isinstance(fn["name"], str) and isinstance(value, str)
-    except Exception:
+    except (TypeError, KeyError, AttributeError, ValueError, AssertionError, RecursionError):
         raise ValueError(f"message {index}: a tool call must look like {{'function': {{'name': str, "
                          f"'arguments': {{'expression': str}}}}}}, got {call!r}") from None
     return f"{fn['name']}({value})"

@@ -124,6 +124,8 @@ def read_rows(path, report):
             rows.append((n, json.loads(line)))
         except json.JSONDecodeError as e:
             report.skip(n, f"invalid JSON: {e.msg} at column {e.colno}")
+        except RecursionError:
+            report.skip(n, "invalid JSON: nested too deeply to parse")
     return rows
 
 
@@ -151,6 +153,8 @@ def json_list_rows(path, text):
             raise json.JSONDecodeError("extra data after the list", text, pos + 1)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise UserError(f"{path}:{line}: invalid JSON (a list item nested too deeply to parse)") from None
     return rows
 
 

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 import sys
 
@@ -12,12 +13,17 @@ import pytest  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import torch  # noqa: E402
+
+from checkpoint import save_checkpoint  # noqa: E402
 from cli import run_main  # noqa: E402
+from data_formats import read_meta  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer():
-    from tokenizer import Tokenizer
     try:
         return Tokenizer({"kind": "gpt2"})
     except Exception as e:  # no network and no TIKTOKEN_CACHE_DIR
@@ -60,6 +66,56 @@ def checkpoint_dict(model, tokenizer, stage, step=0, config=None, metrics=None, 
     return state
 
 
+# ----------------------------------------------------------------------------- the bad-input corpus
+
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=64", "--eval_batches=1", "--n_samples=1",
+        "--sample_tokens=4", "--device=cpu", "--peak_flops=1e9", "--batch_size=4", "--micro_batch_size=4",
+        "--max_steps=2", "--eval_interval=2"]
+FEW = ["--max_steps=2", "--batch_size=2", "--micro_batch_size=2", "--eval_interval=2", "--device=cpu"]
+
+
+@pytest.fixture(scope="session")
+def models(small_world, tmp_path_factory):
+    """Untrained checkpoints with the small world's tokenizer: a policy (sft stage) and a reward model."""
+    out = tmp_path_factory.mktemp("models")
+    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
+    torch.manual_seed(0)
+    policy = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=1, n_head=2, n_embd=16))
+    save_checkpoint(str(out / "sft" / "ckpt.pt"), checkpoint_dict(policy, tokenizer, "sft"))
+    rm = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=1, n_head=2, n_embd=16, scalar_head=True))
+    save_checkpoint(str(out / "reward" / "ckpt.pt"), checkpoint_dict(rm, tokenizer, "reward"))
+    return out
+
+
+def snapshot(folder):
+    """{relative path: bytes} of everything under folder (None if it does not exist)."""
+    if not os.path.exists(folder):
+        return None
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            files[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return files
+
+
+def assert_clean_error(module, args, out_dir, capsys, message):
+    """The script stops with one 'error:' line matching message, exit 1, and out_dir unchanged."""
+    before = snapshot(out_dir)
+    writes = module.__name__ != "chat" and "--out_dir" not in " ".join(args)  # chat.py writes nothing
+    code = run_script(module, args + [f"--out_dir={out_dir}"] if writes else args)
+    err = capsys.readouterr().err
+    assert code == 1, f"exit {code}; stderr: {err}"
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert message in err, err
+    assert snapshot(out_dir) == before, "the output folder changed"
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 # GSM8K rows in the public files' shape (openai/grade-school-math, train.jsonl / test.jsonl): a
 # question, and a worked answer with calculator annotations and a last line "#### N"
 GSM8K_TRAIN = [
@@ -83,7 +139,6 @@ GSM8K_TEST = [
 def write_gsm8k_files(folder, train=GSM8K_TRAIN, test=GSM8K_TEST, extra_train_lines=()):
     """train.jsonl and test.jsonl in folder, one JSON object per line (extra lines appended as
     they are); returns their paths."""
-    import json
     os.makedirs(folder, exist_ok=True)
     paths = []
     for name, rows, extra in (("train.jsonl", train, extra_train_lines), ("test.jsonl", test, ())):

@@ -24,58 +24,7 @@ import pretrain
 import reward
 import sft
 from checkpoint import save_checkpoint
-from conftest import ROOT, checkpoint_dict, run_script
-from data_formats import read_meta
-from model import GPT, GPTConfig
-from tokenizer import Tokenizer
-
-TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=64", "--eval_batches=1", "--n_samples=1",
-        "--sample_tokens=4", "--device=cpu", "--peak_flops=1e9", "--batch_size=4", "--micro_batch_size=4",
-        "--max_steps=2", "--eval_interval=2"]
-FEW = ["--max_steps=2", "--batch_size=2", "--micro_batch_size=2", "--eval_interval=2", "--device=cpu"]
-
-
-@pytest.fixture(scope="module")
-def models(small_world, tmp_path_factory):
-    """Untrained checkpoints with the small world's tokenizer: a policy (sft stage) and a reward model."""
-    out = tmp_path_factory.mktemp("models")
-    tokenizer = Tokenizer(read_meta(str(small_world))["tokenizer"])
-    torch.manual_seed(0)
-    policy = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=1, n_head=2, n_embd=16))
-    save_checkpoint(str(out / "sft" / "ckpt.pt"), checkpoint_dict(policy, tokenizer, "sft"))
-    rm = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=1, n_head=2, n_embd=16, scalar_head=True))
-    save_checkpoint(str(out / "reward" / "ckpt.pt"), checkpoint_dict(rm, tokenizer, "reward"))
-    return out
-
-
-def snapshot(folder):
-    """{relative path: bytes} of everything under folder (None if it does not exist)."""
-    if not os.path.exists(folder):
-        return None
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            files[os.path.relpath(path, folder)] = open(path, "rb").read()
-    return files
-
-
-def assert_clean_error(module, args, out_dir, capsys, message):
-    """The script stops with one 'error:' line matching message, exit 1, and out_dir unchanged."""
-    before = snapshot(out_dir)
-    writes = module is not chat and "--out_dir" not in " ".join(args)  # chat.py writes nothing
-    code = run_script(module, args + [f"--out_dir={out_dir}"] if writes else args)
-    err = capsys.readouterr().err
-    assert code == 1, f"exit {code}; stderr: {err}"
-    assert err.startswith("error: ") and "Traceback" not in err, err
-    assert message in err, err
-    assert snapshot(out_dir) == before, "the output folder changed"
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
+from conftest import FEW, ROOT, TINY, assert_clean_error, run_script, write_jsonl
 
 # ----------------------------------------------------------------------------- flags
 
@@ -87,7 +36,10 @@ FLAG_CASES = [
     ("--log_interval=0", "--log_interval=0: expected >= 1"),
     ("--n_head=3", "--n_embd=32 must be a multiple of --n_head=3"),
     ("--dropout=2", "--dropout=2: expected in [0, 1)"),
-    ("--learning_rate=nan", "--learning_rate=nan: expected > 0"),
+    ("--learning_rate=nan", "--learning_rate=nan: expected a finite number"),
+    ("--learning_rate=inf", "--learning_rate=inf: expected a finite number"),
+    ("--weight_decay=-inf", "--weight_decay=-inf: expected a finite number"),
+    ("--grad_clip=1e999", "--grad_clip=1e999: expected a finite number"),
     ("--device=tpu", "--device=tpu: expected one of auto, cpu, cuda, mps"),
     ("--block_size=0", "--block_size=0: expected >= 1"),
     ("--max_steps=-5", "--max_steps=-5: expected >= 1"),
@@ -379,8 +331,8 @@ def test_a_second_run_into_a_finished_run_stops_and_leaves_it_intact(small_world
     assert run_script(pretrain, TINY + [f"--data_dir={small_world}", f"--out_dir={out_dir}"]) == 0
     capsys.readouterr()
     assert_clean_error(pretrain, TINY + [f"--data_dir={small_world}", "--max_steps=1"], out_dir, capsys,
-                       "already holds a run (ckpt.pt, best.pt, metrics.jsonl); continue it with --resume=true, "
-                       "replace it with --overwrite=true")
+                       "already holds a run (best.pt, ckpt.pt, loss.png, metrics.jsonl); continue it with "
+                       "--resume=true, replace it with --overwrite=true")
     # --overwrite=true replaces it; bad input with --overwrite=true still loses nothing
     bad = broken_world(small_world, tmp_path, "unknown_kind")
     assert_clean_error(pretrain, TINY + [f"--data_dir={bad}", "--overwrite=true"], out_dir, capsys,

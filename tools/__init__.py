@@ -10,6 +10,7 @@ tool never raises and never runs arbitrary code: whatever goes wrong comes back 
 
 import os
 
+from cli import UserError
 from data_formats import read_jsonl
 from tokenizer import tool_argument
 from tools.calculator import calculator
@@ -35,7 +36,12 @@ class Tools:
         """Tools whose search reads folder/encyclopedia.jsonl (the world ships one); without that
         file, search finds nothing."""
         path = os.path.join(folder, "encyclopedia.jsonl") if folder else None
-        documents = [row for _, row in read_jsonl(path)] if path and os.path.isfile(path) else []
+        documents = []
+        for line, row in read_jsonl(path) if path and os.path.isfile(path) else []:
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
+                    or not isinstance(row.get("title", ""), str):
+                raise UserError(f'{path}:{line}: expected {{"title": str, "text": str}}')
+            documents.append(row)
         return cls(enabled, documents)
 
     def run(self, call, conversation=()):

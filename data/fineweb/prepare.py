@@ -175,6 +175,9 @@ def read_jsonl(path, report):
             except json.JSONDecodeError as e:
                 report.skip(n, f"invalid JSON: {e.msg} at column {e.colno}")
                 continue
+            except RecursionError:
+                report.skip(n, "invalid JSON: nested too deeply to parse")
+                continue
             if not isinstance(row, dict):
                 report.skip(n, f"not a JSON object: {type(row).__name__}")
             elif is_document(row.get("text"), n, report):
