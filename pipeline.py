@@ -4,6 +4,7 @@ The whole pipeline on the default world in one command, and a report a teacher c
     python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~27 min CPU
     python pipeline.py --stages=eval,report --overwrite=true   # redo only some stages (the others' outputs must exist)
     python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
+    python pipeline.py --profile=true        # each stage under profiler.py: where its time went, in the report
 
 Each stage runs as its own script, exactly the command a user would type (printed before it
 runs), so the pipeline is nothing but the course in order:
@@ -14,7 +15,8 @@ runs), so the pipeline is nothing but the course in order:
     5. dpo.py                 alignment straight from the pairs, from the SFT model
     6. ppo.py                 RLHF against the reward model, from the SFT model (DPO's alternative)
     7. eval.py                the behaviour scorecard of every stage on the held-out suites
-Then out_dir/report.md: the scorecard across stages, each stage's key figures, its plots and its time.
+Then out_dir/report.md: the scorecard across stages, each stage's key figures, its plots and its time
+(with --profile=true, also where each stage's time went: forward, backward, optimizer, evaluation, ...).
 """
 
 import json
@@ -34,7 +36,7 @@ from run_folder import claim_run_folder
 STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
 OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "eval"]  # each writes out_dir/<stage>
 # what pipeline.py itself writes into out_dir, beside the stages' folders
-PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "report.md", "pipeline_times.json")
+PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pipeline_times.json")
 
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
@@ -59,6 +61,7 @@ class PipelineConfig:
     overwrite: bool = False  # replace the runs already in out_dir/<stage> (without it, a rerun stops before it starts)
     device: str = "auto"  # passed to every training script
     world_args: str = ""  # extra options for data/world/prepare.py, space-separated (e.g. "--n_people=100")
+    profile: bool = False  # run each stage under profiler.py; the report shows where each stage's time went
 
 
 def shown_path(path):
@@ -95,14 +98,16 @@ def stage_commands(cfg):
     return commands
 
 
-def run_stage(name, command, log_path):
-    """Run one stage script, its output shown live and kept in a log; returns its wall time."""
+def run_stage(name, command, log_path, profile=None):
+    """Run one stage script, its output shown live and kept in a log; returns its wall time.
+    profile: a path for profiler.py's JSON, to run the stage under it."""
     shown = " ".join(["python", *command])
     print(f"\n=== {name}: {shown}", flush=True)
     t0 = time.perf_counter()
+    profiler = [repo_path("profiler.py"), f"--json={profile}"] if profile else []
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, repo_path(command[0]), *command[1:]], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen([sys.executable, *profiler, repo_path(command[0]), *command[1:]],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             print(line, end="", flush=True)
             log.write(line)
@@ -166,6 +171,26 @@ PLOTS = [("pretrain", "loss.png"), ("sft", "loss.png"), ("sft", "scorecard.png")
          ("dpo", "dpo.png"), ("dpo", "scorecard.png"), ("ppo", "ppo.png"), ("ppo", "scorecard.png")]
 
 
+def time_breakdown(out):
+    """Report lines: the phases of each profiled stage (profiler.py's JSON), seconds per phase."""
+    profiles = {stage: os.path.join(out, f"{stage}.profile.json") for stage in STAGES}
+    profiles = {stage: path for stage, path in profiles.items() if os.path.exists(path)}
+    if not profiles:
+        return []
+    data = {stage: json.load(open(path)) for stage, path in profiles.items()}
+    phases = sorted({p for d in data.values() for p in d["samples"]},
+                    key=lambda p: -sum(d["samples"].get(p, 0) / sum(d["samples"].values()) * d["seconds"]
+                                       for d in data.values()))
+    lines = ["", "## Where the time went", "",
+             "Seconds per phase of each stage, from `profiler.py` (a sample of the Python stack every 5 ms).", "",
+             "| phase | " + " | ".join(data) + " |", "|---|" + "---:|" * len(data)]
+    for phase in phases:
+        cells = [f"{d['samples'].get(phase, 0) / sum(d['samples'].values()) * d['seconds']:.0f}" for d in data.values()]
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    lines.append("| **wall time** | " + " | ".join(f"**{d['seconds']:.0f}**" for d in data.values()) + " |")
+    return lines
+
+
 def write_report(cfg, commands, times):
     out = cfg.out_dir
     scorecard = os.path.join(out, "eval", "scorecard.md")
@@ -198,6 +223,7 @@ def write_report(cfg, commands, times):
             lines.append(f"![{stage} {name}]({stage}/{name})")
     if os.path.exists(os.path.join(out, "ppo", "samples.md")):
         lines += ["", "PPO rollouts with their reward-model and gold scores: [ppo/samples.md](ppo/samples.md)."]
+    lines += time_breakdown(out)
     path = os.path.join(out, "report.md")
     with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -224,7 +250,8 @@ def main():
     commands, times = stage_commands(cfg), {}
     for stage in STAGES[:-1]:
         if stage in stages:
-            times[stage] = run_stage(stage, commands[stage], os.path.join(cfg.out_dir, f"{stage}.log"))
+            profile = os.path.join(cfg.out_dir, f"{stage}.profile.json") if cfg.profile else None
+            times[stage] = run_stage(stage, commands[stage], os.path.join(cfg.out_dir, f"{stage}.log"), profile)
     if "report" in stages:
         path = write_report(cfg, commands, times)
         print(f"\nwrote {path}")
