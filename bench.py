@@ -1,9 +1,10 @@
 """
 Speed figures for the machine this runs on: what the README's numbers come from.
 
-    python bench.py                                  # all five, ~6 min on a 2-core CPU
-    python bench.py --only=generation                # one of: train, generation, dpo, ppo, lora
+    python bench.py                                  # all six, ~8 min on a 2-core CPU
+    python bench.py --only=generation                # one of: train, precision, generation, dpo, ppo, lora
     python bench.py --train_shape=gpt2 --batch_size=16 --compile=True   # GPT-2 124M on a GPU
+    python profiler.py sft.py ...                    # where a stage's time goes (forward, backward, eval, ...)
 
 1. peak: the denominator of MFU. A GPU in runtime.DATASHEET_PEAK_FLOPS takes its datasheet figure;
    other hardware (a laptop CPU) the FLOP/s of large square matmuls (the fastest one over 2 s, after
@@ -11,14 +12,18 @@ Speed figures for the machine this runs on: what the README's numbers come from.
 2. train: pretraining steps (forward, backward, AdamW) on random tokens in a named model shape,
    tokens/s and MFU (PaLM's 6N + attention FLOPs per token, model.flops_per_token), against a
    baseline timed in the same run: a plain nanoGPT-style GPT of the same shape (BaselineGPT below)
-   in the same loop. The two alternate, --train_rounds (3) rounds each, and each keeps its best
-   round; the ratio project / baseline is the figure to quote: both sides share machine and moment.
-3. generation: greedy decoding of 256 tokens after 16-token prompts with a 6-layer, 192-wide
+   in the same loop, once on nanoGPT's own settings and once on this project's. The timings
+   alternate, --train_rounds (3) rounds each, and each keeps its best round; the ratios project /
+   baseline are the figures to quote: all sides share machine and moment.
+3. precision: a training step of the world's model in float32 and under bf16 autocast, on fixed
+   pretraining windows and on the chat stages' sequences of changing length: what decides
+   setup_runtime's precision on this machine.
+4. generation: greedy decoding of 256 tokens after 16-token prompts with a 6-layer, 192-wide
    model (block 512), with the KV cache and with full recomputation at every step, batch 1 and 16.
    Both must produce the same tokens; the speed-up is the point of the cache.
-4. dpo, ppo: optimizer steps (DPO) and iterations (PPO: rollouts + PPO epochs) per second of the
+5. dpo, ppo: optimizer steps (DPO) and iterations (PPO: rollouts + PPO epochs) per second of the
    real scripts on the default models (out/sft, out/reward), read from their metrics.jsonl.
-5. lora: full fine-tuning against LoRA (lora.py, rank --lora_rank on the attention projections) in
+6. lora: full fine-tuning against LoRA (lora.py, rank --lora_rank on the attention projections) in
    the GPT-2 124M and gpt2-medium shapes (random weights, nothing downloaded): trainable parameters,
    the bytes of their gradients and of AdamW's state (measured on the optimizer after a step), and
    the time of a training step of one --lora_tokens-token sequence.
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
@@ -52,7 +58,7 @@ TRAIN_SHAPES = {
     "world": (4, 4, 128, 256, 1088, 16),  # pretrain.py's default on the world
     "gpt2": (12, 12, 768, 1024, 50304, 8),  # GPT-2 124M (a GPU shape; raise batch_size to fill the GPU)
 }
-BENCHES = ("train", "generation", "dpo", "ppo", "lora")  # what --only can pick
+BENCHES = ("train", "precision", "generation", "dpo", "ppo", "lora")  # what --only can pick
 LORA_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024)}  # (n_layer, n_head, n_embd); block 1024
 
 
@@ -73,6 +79,7 @@ class BenchConfig:
     lora_rank: PositiveInt = 8  # LoRA rank compared with full fine-tuning
     lora_tokens: PositiveInt = 256  # tokens in the one sequence of each timed LoRA / full step
     lora_steps: PositiveInt = 2  # timed steps of each (after one that creates AdamW's state)
+    precision_steps: PositiveInt = 40  # training steps of each workload in each precision (--only=precision)
     out_dir: Folder = "out/bench"  # bench.json and bench.md go here
     overwrite: bool = False  # replace earlier figures in out_dir
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
@@ -124,24 +131,26 @@ class BaselineGPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
-    def configure_optimizer(self, lr, weight_decay, betas, device_type):
-        """AdamW, decay on 2-D weights only; the fused kernel where torch has it (CUDA), else the
-        multi-tensor foreach one: the same choice as model.GPT, so the optimizer is not what differs."""
+    def configure_optimizer(self, lr, weight_decay, betas, device_type, fused=None):
+        """AdamW, decay on 2-D weights only; nanoGPT's choice of kernel (fused on CUDA, foreach
+        elsewhere) unless fused says otherwise."""
         params = list(self.parameters())
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        fused = device_type == "cuda" if fused is None else fused
+        fused = fused and "fused" in inspect.signature(torch.optim.AdamW).parameters
         return torch.optim.AdamW(groups, lr=lr, betas=betas, **(dict(fused=True) if fused else dict(foreach=True)))
 
 
-def training_step(model, optimizer, data, cfg, rt):
+def training_step(model, optimizer, data, autocast, compile_=False):
     """One pretraining step as pretrain.py takes it with a single micro-batch (forward under
     autocast, backward, clip, AdamW, zero), the same function for both models: nothing but the
-    model differs between the two timings."""
-    step_model = torch.compile(model) if cfg.compile else model
+    model and the settings given differ between timings. autocast: a function returning the
+    context (Runtime.autocast, or nullcontext for float32)."""
+    step_model = torch.compile(model) if compile_ else model
 
     def step():
-        with rt.autocast():
+        with autocast():
             _, loss = step_model(data[:, :-1], targets=data[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -163,35 +172,87 @@ def time_steps(step, n, device, warmup=3):
 
 
 def bench_train(cfg, rt, peak):
-    """Pretraining tokens/s of model.GPT and of BaselineGPT of the same shape, with the ratio.
+    """Pretraining tokens/s of model.GPT and of BaselineGPT of the same shape, with two ratios:
+    each on its own default settings for this machine (this project: pretrain.py's precision from
+    setup_runtime and AdamW's fused kernel; the baseline: nanoGPT's on a CPU, float32 and the
+    foreach kernel; on CUDA both bf16 and fused), and both on the project's settings (what the
+    code alone is worth; the gain of the first over the second is the settings').
 
     A speed claim against another code base only means something measured on one machine at one
     time: the README once set this project's figure beside a nanoGPT figure from another machine.
-    So the baseline runs here, in this process, and the two alternate for cfg.train_rounds rounds,
-    the order flipped every round (project, baseline, baseline, project, ...), so that whatever
-    else the machine does hits both alike; each keeps its fastest round, the one least disturbed."""
+    So the baseline runs here, in this process, and the three timings alternate for
+    cfg.train_rounds rounds, in an order that turns every round, so that whatever else the
+    machine does hits all alike; each keeps its fastest round, the one least disturbed."""
     n_layer, n_head, n_embd, block, vocab, batch = TRAIN_SHAPES[cfg.train_shape]
     batch = cfg.batch_size or batch
     torch.manual_seed(0)
     data = torch.randint(0, vocab, (batch, block + 1), device=rt.device)
     model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head,
                           n_embd=n_embd)).to(rt.device)
-    baseline = BaselineGPT(n_layer, n_head, n_embd, block, vocab).to(rt.device)
-    assert sum(p.numel() for p in baseline.parameters()) == model.num_params(non_embedding=False)
-    steps = {name: training_step(m, m.configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type), data, cfg, rt)
-             for name, m in (("project", model), ("baseline", baseline))}
-    seconds = {name: [] for name in steps}
+    baselines = [BaselineGPT(n_layer, n_head, n_embd, block, vocab).to(rt.device) for _ in range(2)]
+    assert sum(p.numel() for p in baselines[0].parameters()) == model.num_params(non_embedding=False)
+    cuda = rt.device.type == "cuda"
+    baseline_autocast = rt.autocast if cuda else nullcontext  # nanoGPT: bf16 on CUDA, float32 on a CPU
+    steps = {"project": training_step(model, model.configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type),
+                                      data, rt.autocast, cfg.compile),
+             "baseline": training_step(baselines[0], baselines[0].configure_optimizer(1e-3, 0.1, (0.9, 0.99),
+                                                                                     rt.device.type),
+                                       data, baseline_autocast, cfg.compile and cuda),
+             "baseline, project's settings": training_step(
+                 baselines[1], baselines[1].configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type,
+                                                                fused=rt.device.type in ("cuda", "cpu")),
+                 data, rt.autocast, cfg.compile)}
+    names = list(steps)
+    seconds = {name: [] for name in names}
     for r in range(cfg.train_rounds):
-        for name in (("project", "baseline") if r % 2 == 0 else ("baseline", "project")):
+        for name in names[r % 3:] + names[:r % 3]:
             seconds[name].append(time_steps(steps[name], cfg.train_steps, rt.device))
     tokens = cfg.train_steps * batch * block
-    rates = {name: [tokens / s for s in runs] for name, runs in seconds.items()}
-    tokens_per_s, baseline_tokens_per_s = max(rates["project"]), max(rates["baseline"])
+    rates = {name: max(tokens / s for s in runs) for name, runs in seconds.items()}
     return {"shape": cfg.train_shape, "params_M": model.num_params() / 1e6, "batch_size": batch,
             "block_size": block, "compile": cfg.compile, "rounds": cfg.train_rounds,
-            "tokens_per_s": tokens_per_s, "mfu": estimate_mfu(model.flops_per_token(block), tokens_per_s, peak),
-            "baseline_tokens_per_s": baseline_tokens_per_s, "ratio": tokens_per_s / baseline_tokens_per_s,
-            "tokens_per_s_rounds": rates["project"], "baseline_tokens_per_s_rounds": rates["baseline"]}
+            "precision": "bf16 autocast" if rt.bf16 else "float32",
+            "baseline_precision": "bf16 autocast" if cuda and rt.bf16 else "float32",
+            "tokens_per_s": rates["project"], "mfu": estimate_mfu(model.flops_per_token(block), rates["project"], peak),
+            "baseline_tokens_per_s": rates["baseline"],
+            "baseline_same_settings_tokens_per_s": rates["baseline, project's settings"],
+            "ratio": rates["project"] / rates["baseline"],
+            "ratio_same_settings": rates["project"] / rates["baseline, project's settings"]}
+
+
+def bench_precision(cfg, rt):
+    """A training step of the world's model (pretrain.py's default shape) in float32 and under bf16
+    autocast, on fixed 256-token windows (pretraining) and on sequences whose length changes at
+    every step (the chat stages' micro-batches of 8, lengths 40 to 200), tokens/s each: the
+    measurement behind setup_runtime's choice of precision on this machine's CPU."""
+    n_layer, n_head, n_embd, block, vocab, batch = TRAIN_SHAPES["world"]
+    lengths = torch.randint(40, 201, (cfg.precision_steps,), generator=torch.Generator().manual_seed(0)).tolist()
+    rows = []
+    for name, shapes in (("fixed 16 x 256 windows", [(batch, block)] * cfg.precision_steps),
+                         ("8 chats of changing length", [(8, T) for T in lengths])):
+        row = {"workload": name}
+        for precision in ("float32", "bf16"):
+            torch.manual_seed(0)
+            model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head,
+                                  n_embd=n_embd)).to(rt.device)
+            optimizer = model.configure_optimizer(1e-3, 0.1, (0.9, 0.99), rt.device.type)
+            autocast = (lambda: torch.autocast(rt.device.type, dtype=torch.bfloat16)) if precision == "bf16" \
+                else nullcontext
+            tokens, start = 0, None
+            for i, (B, T) in enumerate(shapes):
+                if i == 3:  # the first steps carry allocation and kernel set-up
+                    sync(rt.device)
+                    tokens, start = 0, time.perf_counter()
+                data = torch.randint(0, vocab, (B, T + 1), device=rt.device)
+                training_step(model, optimizer, data, autocast)()
+                tokens += B * T
+            sync(rt.device)
+            row[precision] = tokens / (time.perf_counter() - start)
+        row["speedup"] = row["bf16"] / row["float32"]
+        rows.append(row)
+        print(f"  {name}: float32 {row['float32']:,.0f} tokens/s, bf16 autocast {row['bf16']:,.0f} "
+              f"({row['speedup']:.2f}x)")
+    return rows
 
 
 def mfu_text(mfu):
@@ -291,9 +352,15 @@ def write_report(cfg, device_name, results):
         t = results["train"]
         lines.append(f"- pretraining, {t['shape']} shape ({t['params_M']:.2f}M non-embedding params, batch "
                      f"{t['batch_size']} x {t['block_size']}{', compiled' if t['compile'] else ''}): "
-                     f"{t['tokens_per_s']:,.0f} tokens/s, {mfu_text(t['mfu'])}; nanoGPT-style baseline (bench.py's "
-                     f"BaselineGPT, same shape, same loop): {t['baseline_tokens_per_s']:,.0f} tokens/s; "
-                     f"project / baseline {t['ratio']:.2f}x (best of {t['rounds']} alternating rounds each)")
+                     f"{t['tokens_per_s']:,.0f} tokens/s ({t['precision']}, fused AdamW), {mfu_text(t['mfu'])}; "
+                     f"nanoGPT-style baseline (bench.py's BaselineGPT, same shape, same loop) on nanoGPT's settings "
+                     f"({t['baseline_precision']}, its AdamW kernel): {t['baseline_tokens_per_s']:,.0f} tokens/s, "
+                     f"**project / baseline {t['ratio']:.2f}x**; the baseline on the project's settings: "
+                     f"{t['baseline_same_settings_tokens_per_s']:,.0f} tokens/s, project / baseline "
+                     f"{t['ratio_same_settings']:.2f}x (best of {t['rounds']} alternating rounds each)")
+    for p in results.get("precision", []):
+        lines.append(f"- precision, the world's model, {p['workload']}: float32 {p['float32']:,.0f} tokens/s, "
+                     f"bf16 autocast {p['bf16']:,.0f} ({p['speedup']:.2f}x)")
     for g in results.get("generation", []):
         lines.append(f"- generation, batch {g['batch_size']}: {g['cache_tokens_per_s']:,.0f} tokens/s with the KV "
                      f"cache, {g['recompute_tokens_per_s']:,.0f} recomputing: {g['speedup']:.1f}x "
@@ -325,7 +392,7 @@ def main():
     parts = cfg.only.split(",") if cfg.only else list(BENCHES)
     if set(parts) - set(BENCHES) or cfg.train_shape not in TRAIN_SHAPES:
         raise UserError(f"--only takes {','.join(BENCHES)} and --train_shape one of {', '.join(TRAIN_SHAPES)}")
-    rt = setup_runtime(cfg.device, cfg.dtype)
+    rt = setup_runtime(cfg.device, cfg.dtype, cpu_bf16=True)  # the train bench times pretraining: its precision
     out_folder = claim_run_folder(cfg.out_dir, False, cfg.overwrite, rt, outputs=("bench.md", "bench.json"),
                                   resumable=False)
     torch.set_grad_enabled(True)
@@ -342,6 +409,9 @@ def main():
         print(f"peak {results['peak_flops'] / 1e9:,.1f} GFLOP/s ({results['peak_source']}); timing pretraining "
               f"steps, this project's model and the baseline alternating ...")
         results["train"] = bench_train(cfg, rt, results["peak_flops"])
+    if "precision" in parts:
+        print("timing training steps of the world's model in float32 and bf16 autocast ...")
+        results["precision"] = bench_precision(cfg, rt)
     if "generation" in parts:
         print("timing generation with and without the KV cache ...")
         results["generation"] = bench_generation(cfg, rt)

@@ -188,6 +188,17 @@ def checked_path(path, type_, key):
     return path
 
 
+def text_lines(path):
+    """(line number, line) of a text file; a line that is not UTF-8 is a UserError naming it."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
+                    from None
+
+
 def read_preset(path):
     """A preset file: lines 'key = value' (the same syntax as --key=value), '#' comments."""
     if not os.path.exists(path) and os.path.exists(repo_path(path)):
@@ -195,20 +206,14 @@ def read_preset(path):
     if not os.path.isfile(path):
         raise UserError(f"--config={path}: no such file")
     pairs = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
-                    from None
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if "=" not in line:
-                raise UserError(f"{path}:{n}: expected 'key = value', got {line!r}")
-            key, value = (s.strip() for s in line.split("=", 1))
-            pairs.append((key, value.strip("\"'"), f"{path}:{n}"))
+    for n, line in text_lines(path):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise UserError(f"{path}:{n}: expected 'key = value', got {line!r}")
+        key, value = (s.strip() for s in line.split("=", 1))
+        pairs.append((key, value.strip("\"'"), f"{path}:{n}"))
     return pairs
 
 

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from cli import UserError
+from cli import UserError, text_lines
 from tokenizer import check_tokenizer_spec
 
 # ----------------------------------------------------------------------------- JSONL and token streams
@@ -22,21 +22,15 @@ def read_jsonl(path, allow_empty=False):
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
     rows = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
-                    from None
-            if not line.strip():
-                continue
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-            except RecursionError:  # the parser's own limit: a line nested thousands of levels deep
-                raise UserError(f"{path}:{n}: invalid JSON (nested too deeply to parse)") from None
+    for n, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:  # the parser's own limit: a line nested thousands of levels deep
+            raise UserError(f"{path}:{n}: invalid JSON (nested too deeply to parse)") from None
     if not rows and not allow_empty:
         raise UserError(f"{path}: the file has no rows")
     return rows

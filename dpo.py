@@ -206,10 +206,9 @@ def evaluate_samples(policy, ref, tokenizer, rows, tools, rt, seed, max_new_toke
     prompts = [r["prompt"] for r in rows]
     replies = respond(policy, tokenizer, prompts, max_new_tokens, temperature=1.0, tools=tools, generator=g)
     kls = []
-    for prompt, reply in zip(prompts, replies):
+    for prompt, reply in zip(prompts, replies):  # the reference in full precision, as the policy sampled
         ids = torch.tensor([tokenizer.render_prompt(prompt) + reply.tokens], device=rt.device)
-        with rt.autocast():
-            ref_lp = token_logprobs(ref(ids[:, :-1])[0], ids[:, 1:])[0, -len(reply.tokens):]
+        ref_lp = token_logprobs(ref(ids[:, :-1])[0], ids[:, 1:])[0, -len(reply.tokens):]
         action = torch.tensor(reply.action_mask, device=rt.device, dtype=torch.float)
         kls.append(((torch.tensor(reply.logprobs, device=rt.device) - ref_lp) * action).sum().item())
     gold = [gold_reward(r, x.messages, x.ended) for r, x in zip(rows, replies) if "info" in r]

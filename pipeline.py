@@ -40,6 +40,10 @@ PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pip
 
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
+# The periodic evaluations of the pipeline's runs, fewer than the scripts make alone (they change
+# no training step): the reward model's val pairs at 0, 600 and 1200 of 1200 steps, DPO's val pairs,
+# KL and scorecard sample at 0, 190 and 380 of 380
+PIPELINE_ARGS = {"reward": ["--eval_interval=600"], "dpo": ["--eval_interval=190"]}
 SMOKE_ARGS = {
     "pretrain": FEW_STEPS + ["--n_layer=2", "--n_head=2", "--n_embd=32", "--eval_batches=1", "--n_samples=1",
                              "--sample_tokens=8"],
@@ -89,9 +93,8 @@ def stage_commands(cfg):
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/dpo,{o}/ppo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", *dev],
     }
-    if cfg.smoke:
-        for stage, args in SMOKE_ARGS.items():
-            commands[stage] += args
+    for stage, args in (SMOKE_ARGS if cfg.smoke else PIPELINE_ARGS).items():
+        commands[stage] += args
     if cfg.overwrite:
         for stage in OUTPUT_STAGES:
             commands[stage].append("--overwrite=true")
@@ -182,7 +185,7 @@ def time_breakdown(out):
                     key=lambda p: -sum(d["samples"].get(p, 0) / sum(d["samples"].values()) * d["seconds"]
                                        for d in data.values()))
     lines = ["", "## Where the time went", "",
-             "Seconds per phase of each stage, from `profiler.py` (a sample of the Python stack every 5 ms).", "",
+             "Seconds per phase of each stage, from `profiler.py` (a sample of the Python stack every 20 ms).", "",
              "| phase | " + " | ".join(data) + " |", "|---|" + "---:|" * len(data)]
     for phase in phases:
         cells = [f"{d['samples'].get(phase, 0) / sum(d['samples'].values()) * d['seconds']:.0f}" for d in data.values()]

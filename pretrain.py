@@ -68,7 +68,7 @@ class PretrainConfig:
     sample_tokens: PositiveInt = 60  # tokens per sample
     # system
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA, and on a CPU with native bf16), bfloat16, float32
     compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
     peak_flops: NonNegativeFloat = 0.0  # the device's peak FLOP/s for MFU; 0: datasheet (known GPUs) or measured
     seed: int = 1337  # seed for model init, batches and dropout
@@ -143,7 +143,7 @@ def build_model(cfg, meta, rt):
 
 def main():
     cfg = parse_config(PretrainConfig, description=__doc__)
-    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed, cpu_bf16=True)  # fixed windows: bf16 pays on a CPU too
     run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
     accum = per_process // cfg.micro_batch_size  # micro-steps per optimizer step (gradient accumulation)

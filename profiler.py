@@ -8,7 +8,7 @@ checkpoint writes, ...) as a table.
     python pipeline.py --profile=true                                      # every stage; tables in the report
 
 How: the script runs as __main__ in this process (runpy), and a thread reads the main thread's
-Python stack every --interval seconds (sys._current_frames). A sample counts for the first phase
+Python stack every --interval seconds (20 ms; sys._current_frames). A sample counts for the first phase
 in PHASES with a function on the sample's stack, so a sample inside a forward pass that an
 evaluation makes counts for the evaluation, not for training. The profiler sees Python frames only:
 "forward" is the time inside the model's forward calls, kernels and the Python between them;
@@ -114,7 +114,7 @@ def table(counts, seconds):
 
 def main():
     args = sys.argv[1:]
-    json_path, interval = None, 0.005
+    json_path, interval = None, 0.02
     while args and args[0].startswith("--"):  # the profiler's own options come before the script
         key, _, value = args.pop(0)[2:].partition("=")
         if key == "json":

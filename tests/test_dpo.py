@@ -69,7 +69,7 @@ def test_no_gradient_reaches_the_reference_and_precomputed_equals_live():
     assert all(p.grad is None for p in ref.parameters())
     assert all(p.grad is not None for p in policy.parameters() if p.dim() == 2)
     pairs = [dict(p) for p in PAIRS]
-    reference_logprobs(ref, pairs, 0, setup_runtime("cpu"))
+    reference_logprobs(ref, pairs, 0, setup_runtime("cpu", "float32"))
     pre_c, pre_r = (torch.tensor(x) for x in zip(*[p["ref"] for p in pairs]))
     precomputed, _, _ = dpo_loss(pi_c.detach(), pi_r.detach(), pre_c, pre_r, 0.1)
     assert torch.allclose(precomputed, live.detach(), atol=1e-6)

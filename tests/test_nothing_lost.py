@@ -33,7 +33,7 @@ from run_folder import TRAINING_RUN, claim_run_folder
 from runtime import setup_runtime
 from tokenizer import Tokenizer, check_messages
 
-RT = setup_runtime("cpu")
+RT = setup_runtime("cpu", "float32")
 TOK = Tokenizer({"kind": "byte"})
 USER = {"role": "user", "content": "What is 2+2?"}
 DEEP = "[" * 200_000 + "]" * 200_000  # deeper than Python's JSON parser can recurse

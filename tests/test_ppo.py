@@ -14,7 +14,7 @@ from rollouts import reward_model_scores, rollout_tensors
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 
-RT = setup_runtime("cpu")
+RT = setup_runtime("cpu", "float32")
 
 
 def test_gae_three_steps_by_hand():

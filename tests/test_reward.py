@@ -141,7 +141,7 @@ def test_score_replies_equals_the_training_path(pooling):
                       {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "2+2"}}}]},
                   {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4."}]
     prompts, replies = ["hi", "what is 2+2?", "what is 2+2?"], ["hello!", "4", tool_reply]
-    scores = score_replies(tok_model, tok, prompts, replies, setup_runtime("cpu"))
+    scores = score_replies(tok_model, tok, prompts, replies, setup_runtime("cpu", "float32"))
     for p, r, s in zip(prompts, replies, scores):
         r = r if isinstance(r, list) else [{"role": "assistant", "content": r}]
         ids, mask, _ = render_pair(tok, [{"role": "user", "content": p}], r, 64)

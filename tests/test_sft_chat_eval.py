@@ -235,7 +235,7 @@ def test_pass_at_k_curves_count_each_prompts_own_samples(small_world, monkeypatc
 
     monkeypatch.setattr(evaluation, "respond", fake_respond)
     curves = evaluation.pass_at_k_curves(None, None, {"arithmetic": rows}, ["arithmetic"], 4,
-                                         Tools.with_encyclopedia(str(small_world)), setup_runtime("cpu"), batch_size=8)
+                                         Tools.with_encyclopedia(str(small_world)), setup_runtime("cpu", "float32"), batch_size=8)
     # c = 1: pass@k = k/4; c = 2: 1 - C(2, k) / C(4, k) = 1/2, 5/6, 1, 1
     assert curves["arithmetic"] == pytest.approx([(0 + 1 / 4 + 1 / 2) / 3, (0 + 1 / 2 + 5 / 6) / 3,
                                                   (0 + 3 / 4 + 1) / 3, (0 + 1 + 1) / 3])
@@ -264,7 +264,7 @@ def test_sft_val_loss_in_padded_batches_equals_the_scorecard_one_chat_at_a_time(
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=256, vocab_size=448, n_layer=2, n_head=2, n_embd=32)).eval()
     examples, _ = load_conversations(str(small_world / "sft_val.jsonl"), tokenizer, 256)
-    rt = setup_runtime("cpu")
+    rt = setup_runtime("cpu", "float32")
     chat_loss, text_loss = val_losses(model, tokenizer, str(small_world), rt)
     assert evaluate_loss(model, examples, tokenizer.eot, rt, batch_size=7) == pytest.approx(chat_loss, rel=1e-5)
     assert 5 < text_loss < 7  # an untrained model: about ln(448) = 6.1

@@ -1,7 +1,11 @@
 """The shared modules: cli.py (config CLI), checkpoint.py, runtime.py (schedule, batches), metrics.py,
-data_formats.py (token streams, JSONL)."""
+data_formats.py (token streams, JSONL), profiler.py (the phases of a sampled stack)."""
+import collections
+import json
 import math
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,7 +15,8 @@ import torch
 
 from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import UserError, config_help, parse_config
-from conftest import checkpoint_dict
+import profiler
+from conftest import ROOT, checkpoint_dict
 from data_formats import open_token_stream, read_jsonl, read_meta, write_token_streams
 from metrics import MetricsLog, read_metrics
 from model import GPT, GPTConfig
@@ -133,7 +138,7 @@ def test_batch_indices_are_a_pure_function_of_seed_and_step_and_cover_each_epoch
 
 
 def test_metrics_log_writes_progress_rows_plots_and_truncates_on_resume(tmp_path, capsys):
-    rt = setup_runtime("cpu")
+    rt = setup_runtime("cpu", "float32")
     log = MetricsLog(str(tmp_path), rt, max_steps=6, log_interval=2)
     log.write(0, **{"val/loss": 6.0})
     for step in range(1, 5):
@@ -193,3 +198,37 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n")
     with pytest.raises(UserError, match="no rows"):
         read_jsonl(str(tmp_path / "e.jsonl"))
+
+
+def test_profiler_puts_each_stack_in_the_first_phase_it_matches():
+    loop = ["main/profiler.py:main", "python3.11/runpy.py:run_path", "main/sft.py:<module>", "main/cli.py:run_main",
+            "main/sft.py:main"]
+    forward = loop + ["modules/module.py:_wrapped_call_impl", "modules/module.py:_call_impl", "main/model.py:forward"]
+    assert profiler.phase_of(forward, "sft.py") == "forward"
+    # the same forward pass inside an evaluation's sampling counts for the evaluation
+    in_eval = loop + ["main/sft.py:evaluate_and_save", "main/evaluation.py:chat_scorecard",
+                      "main/generation.py:respond", "main/model.py:generate"] + forward[len(loop):]
+    assert profiler.phase_of(in_eval, "sft.py") == "evaluation: sampling"
+    saving = loop + ["main/sft.py:evaluate_and_save", "main/checkpoint.py:save_checkpoint"]
+    assert profiler.phase_of(saving, "sft.py") == "checkpoint writes"
+    assert profiler.phase_of(loop + ["torch/_tensor.py:backward"], "sft.py") == "backward"
+    assert profiler.phase_of(loop + ["optim/optimizer.py:wrapper", "optim/adam.py:step"], "sft.py") == "optimizer"
+    assert profiler.phase_of(loop, "sft.py") == profiler.LOOP_PYTHON
+    assert profiler.phase_of(loop[:3] + ["<frozen importlib._bootstrap>:_load"], "sft.py") == profiler.START_UP
+
+
+def test_profiler_table_splits_the_wall_time_by_samples():
+    text = profiler.table(collections.Counter({"forward": 30, "backward": 10}), 8.0)
+    assert "| forward | 6.0 | 75% |" in text and "| backward | 2.0 | 25% |" in text and "| **wall time** | **8.0** |" in text
+
+
+def test_profiler_runs_a_script_and_passes_its_exit_status_on(tmp_path):
+    out = tmp_path / "p.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "profiler.py"), f"--json={out}", "--interval=0.002",
+                           "eval.py", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "where the time went in eval.py" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["script"] == "eval.py" and sum(data["samples"].values()) > 0
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "profiler.py"), "eval.py", "--per_suite=-1"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --per_suite=-1")
