@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from batching import pack_sequences, pad_right, unpack
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, Range, UserError, check_default_follows, parse_config, run_main)
@@ -87,6 +88,8 @@ class DPOConfig:
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
+    pack: bool = True  # pack a micro-batch's replies into full rows, each attending only to itself (less padding,
+    #                    one row shape: bf16 pays on a CPU); false: one padded reply a row
     max_steps: PositiveInt = 380  # optimizer steps
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
@@ -120,23 +123,27 @@ class DPOConfig:
 # ----------------------------------------------------------------------------- log-probs and loss
 
 
-def sequence_logprobs(model, sequences, pad_id, device):
+def sequence_logprobs(model, sequences, pad_id, device, pack_length=None):
     """Summed log-probs of each sequence's reply tokens (B,): sequences are (ids, reply mask);
-    prompt tokens and padding never count."""
-    T = max(len(ids) for ids, _ in sequences)
-    ids = torch.full((len(sequences), T), pad_id, dtype=torch.long)  # (B, T), right-padded
-    mask = torch.zeros((len(sequences), T))
-    for i, (s, m) in enumerate(sequences):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(m)] = torch.tensor(m, dtype=torch.float)
-    ids, mask = ids.to(device), mask.to(device)
-    logits, _ = model(ids[:, :-1])
-    return (token_logprobs(logits, ids[:, 1:]) * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
+    prompt tokens and padding never count. The sequences go through the model one a row,
+    right-padded, or packed into rows of pack_length tokens, each attending only to itself."""
+    ids, mask = pad_right(sequences, pad_id, device)  # (B, T)
+    if pack_length:
+        packed, segments, where = pack_sequences(sequences, pad_id, pack_length, device)  # (R, pack_length)
+        logits, _ = model(packed, segments=segments)
+        logprobs = token_logprobs(logits[:, :-1], packed[:, 1:])  # (R, pack_length - 1): of token t + 1 at t
+        # one sequence a row (B, T); a sequence's last position scored the next sequence's first token: masked below
+        logprobs = unpack(F.pad(logprobs, (0, 1)), where)[:, :-1]
+    else:
+        logits, _ = model(ids[:, :-1])
+        logprobs = token_logprobs(logits, ids[:, 1:])  # (B, T - 1)
+    return (logprobs * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
 
 
-def pair_logprobs(model, pairs, pad_id, device):
+def pair_logprobs(model, pairs, pad_id, device, pack_length=None):
     """(chosen, rejected) summed reply log-probs, (B,) each, in one forward pass."""
-    logps = sequence_logprobs(model, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id, device)
+    logps = sequence_logprobs(model, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], pad_id, device,
+                              pack_length)
     return logps[:len(pairs)], logps[len(pairs):]
 
 
@@ -161,13 +168,13 @@ def trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r):
 
 
 @torch.no_grad()
-def reference_logprobs(ref, pairs, pad_id, rt, batch_size=32, every_seconds=30):
+def reference_logprobs(ref, pairs, pad_id, rt, pack_length=None, batch_size=32, every_seconds=30):
     """Store each pair's reference log-probs in the pair (--precompute_ref), with a progress line
     every every_seconds (HH-RLHF's 160k pairs take minutes)."""
     t0 = last = time.perf_counter()
     for i in range(0, len(pairs), batch_size):
         with rt.autocast():
-            c, r = pair_logprobs(ref, pairs[i:i + batch_size], pad_id, rt.device)
+            c, r = pair_logprobs(ref, pairs[i:i + batch_size], pad_id, rt.device, pack_length)
         for p, lc, lr in zip(pairs[i:i + batch_size], c.tolist(), r.tolist()):
             p["ref"] = (lc, lr)
         done, now = min(i + batch_size, len(pairs)), time.perf_counter()
@@ -179,13 +186,15 @@ def reference_logprobs(ref, pairs, pad_id, rt, batch_size=32, every_seconds=30):
 
 @torch.no_grad()
 def evaluate_pairs(policy, ref, pairs, cfg, pad_id, rt, batch_size=32):
+    """DPO's loss and TRL's metrics on held-out pairs."""
+    pack_length = policy.config.block_size if cfg.pack else None
     policy.eval()
     sums, n = {}, 0
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i:i + batch_size]
         with rt.autocast():
-            pi_c, pi_r = pair_logprobs(policy, chunk, pad_id, rt.device)
-            ref_c, ref_r = pair_logprobs(ref, chunk, pad_id, rt.device)
+            pi_c, pi_r = pair_logprobs(policy, chunk, pad_id, rt.device, pack_length)
+            ref_c, ref_r = pair_logprobs(ref, chunk, pad_id, rt.device, pack_length)
         m = trl_metrics(*dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing), pi_c, pi_r)
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + v * len(chunk)
@@ -219,7 +228,7 @@ def evaluate_samples(policy, ref, tokenizer, rows, tools, rt, seed, max_new_toke
 
 
 def train(cfg):
-    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed, cpu_bf16=cfg.pack)  # packed rows have one shape: bf16 pays
     run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
 
@@ -245,6 +254,7 @@ def train(cfg):
     ensure_world(cfg.data)  # a fresh clone: generate the built-in world first (a few seconds)
     world = world_folder(cfg.data)
     block = raw_policy.config.block_size
+    pack_length = block if cfg.pack else None
     train_pairs, report = load_preferences(cfg.data, tokenizer, block)
     rt.print(report)
     val = []
@@ -264,7 +274,7 @@ def train(cfg):
     kl_rows = [r for r in kl_rows  # room for the sampled reply in the context
                if len(tokenizer.render_prompt(r["prompt"])) + KL_SAMPLE_TOKENS <= block][:cfg.kl_samples]
     if cfg.precompute_ref:
-        reference_logprobs(ref, train_pairs, tokenizer.eot, rt)
+        reference_logprobs(ref, train_pairs, tokenizer.eot, rt, pack_length)
 
     # optimizer; --resume restores it and the weights from out_dir/ckpt.pt
     optimizer = raw_policy.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2),
@@ -329,12 +339,12 @@ def train(cfg):
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
                 policy.require_backward_grad_sync = micro_step == len(micro_batches) - 1
             with autocast:
-                pi_c, pi_r = pair_logprobs(policy, micro_pairs, tokenizer.eot, rt.device)
+                pi_c, pi_r = pair_logprobs(policy, micro_pairs, tokenizer.eot, rt.device, pack_length)
                 if cfg.precompute_ref:
                     ref_c, ref_r = (torch.tensor(x, device=rt.device) for x in zip(*[p["ref"] for p in micro_pairs]))
                 else:
                     with torch.no_grad():
-                        ref_c, ref_r = pair_logprobs(ref, micro_pairs, tokenizer.eot, rt.device)
+                        ref_c, ref_r = pair_logprobs(ref, micro_pairs, tokenizer.eot, rt.device, pack_length)
                 losses, chosen_rewards, rejected_rewards = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta, cfg.loss_type,
                                                                     cfg.label_smoothing)
                 micro_stats = trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r)

@@ -34,13 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from batching import pad_batch
 from checkpoint import load_for_resume, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, parse_config, run_main)
 from data.world.prepare import world_folder
 from evaluation import load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
-from model import pad_batch, token_logprobs
+from model import token_logprobs
 from rollouts import (drop_long_prompts, load_nll_examples, load_policy_models, load_prompts, masked_mean,
                       reference_logprobs, rollout_metrics, sample_rollouts, start_samples, training_scores,
                       write_samples)

@@ -162,18 +162,24 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def hidden_states(self, idx, attention_mask=None, cache=None):
+    def hidden_states(self, idx, attention_mask=None, cache=None, segments=None):
         """Final-LayerNorm hidden states (B, T, n_embd) of token ids idx (B, T).
 
         attention_mask (B, L): 1 for real tokens, 0 for padding, over the cached
         tokens plus idx (L = cache.length + T). Padding anywhere (e.g. left
         padding of prompts) is then never attended to, and position ids count
         real tokens only. Without it, every token is real and attention is
-        plainly causal.
+        plainly causal. segments (B, T), for rows that pack several sequences
+        (batching.pack_batch): each sequence's id, so that a token attends only
+        inside its own sequence and positions restart at each one.
         """
         B, T = idx.size()
         past = cache.length if cache is not None else 0
-        if attention_mask is None:
+        if segments is not None:
+            first = torch.arange(T, device=idx.device) * (segments != F.pad(segments, (1, 0), value=-1)[:, :-1])
+            pos = torch.arange(T, device=idx.device) - first.cummax(1).values  # (B, T): from each sequence's start
+            attn_mask = causal_mask(0, T, None, idx.device) & (segments[:, None, :, None] == segments[:, None, None, :])
+        elif attention_mask is None:
             pos = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
             attn_mask = None if past == 0 or T == 1 else causal_mask(past, T, None, idx.device)
         else:
@@ -189,10 +195,10 @@ class GPT(nn.Module):
             cache.length += T
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None, attention_mask=None, cache=None):
+    def forward(self, idx, targets=None, attention_mask=None, cache=None, segments=None):
         """Next-token logits (B, T, vocab); with targets (B, T), also the mean
         cross-entropy over targets != -1."""
-        logits = self.lm_head(self.hidden_states(idx, attention_mask, cache))
+        logits = self.lm_head(self.hidden_states(idx, attention_mask, cache, segments))
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
@@ -397,21 +403,6 @@ def left_pad(prompts, pad_id, device):
         ids[i, T - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, T - len(p):] = 1
     return ids.to(device), mask.to(device)
-
-
-def pad_batch(examples, pad_id, device):
-    """[(ids, loss mask)] (chats, or preferred replies) -> inputs x (B, T) and targets y (B, T),
-    right-padded to the longest example; y is the next token where the mask is 1 and -1 (ignored)
-    elsewhere, padding included."""
-    T = max(len(ids) for ids, _ in examples) - 1
-    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    y = torch.full((len(examples), T), -1, dtype=torch.long)
-    for i, (ids, mask) in enumerate(examples):
-        n = len(ids) - 1
-        x[i, :n] = torch.tensor(ids[:-1])
-        target = torch.tensor(ids[1:])
-        y[i, :n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), target, -1)
-    return x.to(device), y.to(device)
 
 
 @torch.no_grad()

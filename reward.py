@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from batching import pack_sequences, pad_batch, pad_right, unpack
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, check_default_follows, parse_config, run_main)
@@ -41,7 +42,7 @@ from evaluation import gold_reward
 from generation import respond
 from lora import apply_lora, count_trainable
 from metrics import MetricsLog
-from model import REWARD_POOLINGS, pad_batch, pool_reward
+from model import REWARD_POOLINGS, pool_reward
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
@@ -69,6 +70,8 @@ class RewardConfig:
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
+    pack: bool = True  # pack a micro-batch's replies into full rows, each attending only to itself (less padding,
+    #                    one row shape: bf16 pays on a CPU); false: one padded reply a row
     max_steps: PositiveInt = 1200  # optimizer steps (checking a reply against a quoted tool result is slow to learn)
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
@@ -101,31 +104,23 @@ class RewardConfig:
 # ----------------------------------------------------------------------------- loss
 
 
-def pad_right(examples, pad_id, device):
-    """[(ids, reply mask)] -> ids (B, T) right-padded, and the reply mask (B, T) (0 on padding)."""
-    T = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    reply_mask = torch.zeros((len(examples), T), dtype=torch.bool)
-    for i, (seq, mask) in enumerate(examples):
-        ids[i, :len(seq)] = torch.tensor(seq)
-        reply_mask[i, :len(mask)] = torch.tensor(mask, dtype=torch.bool)
-    return ids.to(device), reply_mask.to(device)
-
-
 class PairScorer(torch.nn.Module):
     """The GPT with its scalar head, as one module whose forward is the training pass: DDP
     averages gradients only for what runs through the forward of the module it wraps, so the
-    loop cannot call GPT.reward on it directly. forward(ids (N, T), reply_mask (N, T), targets) ->
-    the rewards (N,) pooled over the reply tokens as the model's config says, and with targets
-    (B, T'), B <= N, T' <= T, -1 where masked, the LM head's mean next-token NLL on the first B
-    rows, from the same hidden states (else None)."""
+    loop cannot call GPT.reward on it directly. forward(ids, reply_mask (N, T), targets, segments,
+    where) -> the rewards (N,) pooled over the reply tokens as the model's config says, and with
+    targets (B, T'), B <= N, T' <= T, -1 where masked, the LM head's mean next-token NLL on the
+    first B sequences, from the same hidden states (else None). ids: (N, T), one sequence a row, or
+    packed rows (R, L) with their segments and where (batching.pack_sequences)."""
 
     def __init__(self, gpt):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, ids, reply_mask, targets=None):
-        hidden = self.gpt.hidden_states(ids)  # (N, T, n_embd)
+    def forward(self, ids, reply_mask, targets=None, segments=None, where=None):
+        hidden = self.gpt.hidden_states(ids, segments=segments)  # (N, T, n_embd), or packed (R, L, n_embd)
+        if where is not None:
+            hidden = unpack(hidden, where)  # (N, T, n_embd): one sequence a row again
         values = self.gpt.scalar_head(hidden).squeeze(-1).float()  # (N, T)
         rewards = pool_reward(values, reply_mask, self.gpt.config.reward_pooling)  # (N,)
         if targets is None:
@@ -134,15 +129,19 @@ class PairScorer(torch.nn.Module):
         return rewards, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
 
 
-def pair_rewards(scorer, pairs, pad_id, device, with_nll=False):
-    """Rewards of the chosen and rejected replies (B,), (B,): one forward pass over both,
-    right-padded, each pooled over its own reply tokens; with_nll, also the mean NLL of the
+def pair_rewards(scorer, pairs, pad_id, device, with_nll=False, pack_length=None):
+    """Rewards of the chosen and rejected replies (B,), (B,): one forward pass over both, each
+    pooled over its own reply tokens; the sequences packed into rows of pack_length tokens (each
+    attending only to itself), or one a row, right-padded; with_nll, also the mean NLL of the
     chosen replies' tokens (else None)."""
     examples = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
     ids, reply_mask = pad_right(examples, pad_id, device)  # (2B, T); right padding never reaches real tokens (causal)
+    segments = where = None
+    if pack_length:
+        ids, segments, where = pack_sequences(examples, pad_id, pack_length, device)  # (R, pack_length) each
     # chosen rows only: the next token where it is a reply token, else -1 (B, T'), T' < T
     targets = pad_batch([p["chosen"] for p in pairs], pad_id, device)[1] if with_nll else None
-    rewards, nll = scorer(ids, reply_mask, targets)
+    rewards, nll = scorer(ids, reply_mask, targets, segments, where)
     return rewards[:len(pairs)], rewards[len(pairs):], nll
 
 
@@ -167,7 +166,8 @@ def evaluate_pairs(model, pairs, cfg, pad_id, rt, batch_size=64):
     chosen, rejected = [], []
     for i in range(0, len(pairs), batch_size):
         with rt.autocast():
-            c, r, _ = pair_rewards(scorer, pairs[i:i + batch_size], pad_id, rt.device)
+            c, r, _ = pair_rewards(scorer, pairs[i:i + batch_size], pad_id, rt.device,
+                                   pack_length=model.config.block_size if cfg.pack else None)
         chosen.append(c.float())
         rejected.append(r.float())
     chosen, rejected = torch.cat(chosen), torch.cat(rejected)
@@ -258,7 +258,7 @@ def score_file(cfg, rt):
 
 def main():
     cfg = parse_config(RewardConfig, description=__doc__)
-    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed, cpu_bf16=cfg.pack)  # packed rows have one shape: bf16 pays
     if cfg.score:
         return score_file(cfg, rt)
     run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
@@ -279,6 +279,7 @@ def main():
     block = raw_model.config.block_size
     train, report = load_preferences(cfg.data, tokenizer, block)
     rt.print(report)
+    pack_length = block if cfg.pack else None
     val = []
     if cfg.val_data:
         check_default_follows(cfg, "data", "val_data", "--val_data=None to skip the held-out pairs")
@@ -348,7 +349,7 @@ def main():
                 model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
             with autocast:
                 r_chosen, r_rejected, nll = pair_rewards(model, micro_pairs, tokenizer.eot, rt.device,
-                                                         with_nll=cfg.lm_coef > 0)
+                                                         with_nll=cfg.lm_coef > 0, pack_length=pack_length)
                 losses = bradley_terry_loss(r_chosen, r_rejected, cfg.margin, cfg.center_coef)
                 share = len(micro_pairs) / len(pairs)  # this micro-batch's share of the process's pairs
                 loss = (losses.mean() + (cfg.lm_coef * nll if nll is not None else 0.0)) * share

@@ -10,6 +10,9 @@ demonstrations, with the loss on what the assistant writes only.
 
 Data: conversations JSONL, {"messages": [{"role", "content"}, ...]} (the OpenAI/TRL format), rendered with the
 chat template; the loss mask is 1 on the assistant's content, tool calls and end-of-turn tokens.
+A step's conversations are packed into rows of the model's context (several a row, each attending
+only to itself, positions restarting at each: no padding between them), and the loss is summed
+over the assistant tokens and divided by their count in the whole global batch.
 Every eval_interval steps: the val loss and the behaviour scorecard (evaluation.py) on a sample of
 the world's held-out suites. Writes out_dir/ckpt.pt, best.pt, metrics.jsonl, loss.png, scorecard.png.
 """
@@ -21,6 +24,7 @@ from typing import Annotated, Optional
 import torch
 import torch.nn.functional as F
 
+from batching import pack_batch, pad_batch
 from checkpoint import is_hf_source, load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, check_default_follows, parse_config, run_main)
@@ -29,7 +33,6 @@ from data_formats import load_conversations
 from evaluation import load_suites, periodic_scorecard, plot_scorecard
 from lora import apply_lora, count_trainable
 from metrics import MetricsLog
-from model import pad_batch
 from run_folder import claim_run_folder
 from tools import Tools
 from runtime import batch_indices, batch_per_process, lr_at, seed_step, setup_runtime, wrap_ddp
@@ -46,7 +49,10 @@ class SFTConfig:
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # optimisation
     batch_size: PositiveInt = 32  # conversations per optimizer step, over all processes
-    micro_batch_size: PositiveInt = 8  # conversations per forward/backward pass in one process
+    micro_batch_size: PositiveInt = 8  # rows per forward/backward pass in one process: packed rows of the model's
+    #                                    context, or (--pack=false) conversations
+    pack: bool = True  # pack a step's conversations into full rows, each attending only to itself (no padding
+    #                    between them, one row shape: bf16 pays on a CPU); false: one padded conversation a row
     max_steps: PositiveInt = 1900  # optimizer steps
     learning_rate: PositiveFloat = 1e-3  # peak learning rate
     min_lr: NonNegativeFloat = 1e-4  # learning rate at the end of the cosine decay
@@ -100,17 +106,32 @@ def summed_loss(logits, targets):
                            reduction="sum")
 
 
+def micro_batches(examples, pad_id, micro_batch_size, device, pack_length=None):
+    """A process's share of a batch as (x, y, segments) micro-batches. Packed (pack_length: the row
+    length): the examples fill rows of pack_length tokens (batching.pack_batch), micro_batch_size
+    rows a pass. Padded: sorted by length and cut into micro_batch_size examples a pass, each
+    padded to its longest (the batch itself stays random: sorting the whole dataset by length would
+    make batches single-task here, where length follows the task); segments is then None."""
+    if pack_length:
+        x, y, segments = pack_batch(examples, pad_id, pack_length, device)
+        return [(x[i:i + micro_batch_size], y[i:i + micro_batch_size], segments[i:i + micro_batch_size])
+                for i in range(0, len(x), micro_batch_size)]
+    examples = sorted(examples, key=lambda e: len(e[0]), reverse=True)
+    return [pad_batch(examples[i:i + micro_batch_size], pad_id, device) + (None,)
+            for i in range(0, len(examples), micro_batch_size)]
+
+
 @torch.no_grad()
-def evaluate_loss(model, examples, pad_id, rt, batch_size=32):
-    """Mean cross-entropy per assistant token over examples (the val loss)."""
+def evaluate_loss(model, examples, pad_id, rt, batch_size=32, pack_length=None):
+    """Mean cross-entropy per assistant token over examples (the val loss), batched as training is."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
-        x, y = pad_batch(examples[i:i + batch_size], pad_id, rt.device)
-        with rt.autocast():
-            logits, _ = model(x)
-        total += summed_loss(logits, y).item()
-        count += int((y != -1).sum())
+        for x, y, segments in micro_batches(examples[i:i + batch_size], pad_id, batch_size, rt.device, pack_length):
+            with rt.autocast():
+                logits, _ = model(x, segments=segments)
+            total += summed_loss(logits, y).item()
+            count += int((y != -1).sum())
     model.train()
     return total / max(count, 1)
 
@@ -120,9 +141,10 @@ def evaluate_loss(model, examples, pad_id, rt, batch_size=32):
 
 def main():
     cfg = parse_config(SFTConfig, description=__doc__)
-    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
+    rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed, cpu_bf16=cfg.pack)  # packed rows have one shape: bf16 pays
     run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
-    per_process = batch_per_process(cfg.batch_size, cfg.micro_batch_size, rt)  # this process's share of a batch
+    # this process's share of a batch (packed, micro_batch_size counts rows, however many the share fills)
+    per_process = batch_per_process(cfg.batch_size, 1 if cfg.pack else cfg.micro_batch_size, rt)
 
     # model and data
     raw_model, tokenizer, _ = load_model(cfg.init_from, rt.device, dropout=cfg.dropout, expect="policy",
@@ -136,6 +158,7 @@ def main():
     trainable, total = count_trainable(raw_model)
     rt.print(f"training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
     train, val = load_data(cfg, tokenizer, raw_model.config.block_size, rt)
+    pack_length = raw_model.config.block_size if cfg.pack else None
     world = world_folder(cfg.data)
     suites = load_suites(world, cfg.eval_per_suite) if world and cfg.eval_per_suite > 0 else None
     tools = Tools.with_encyclopedia(world)  # calculator, search (the world's encyclopedia), python
@@ -161,7 +184,7 @@ def main():
         nonlocal best_val_loss
         metrics = {}
         if val:
-            metrics["val/loss"] = evaluate_loss(raw_model, val, tokenizer.eot, rt)
+            metrics["val/loss"] = evaluate_loss(raw_model, val, tokenizer.eot, rt, pack_length=pack_length)
         metrics.update(periodic_scorecard(raw_model, tokenizer, suites, tools, rt))
         log.report(step, **metrics)
         if rt.is_master:
@@ -194,18 +217,13 @@ def main():
         # The count needs no communication: the batch is a pure function of (seed, step).
         n_loss_tokens = sum(sum(train[i][1][1:]) for i in indices)
         examples = [train[i] for i in indices[rt.rank * per_process:(rt.rank + 1) * per_process]]  # this process's
-        # Micro-batches of similar lengths, sorted within the batch: padding each to its longest example
-        # wastes little, and the batch itself stays random (sorting the whole dataset by length would
-        # make batches single-task here, where length follows the task)
-        examples.sort(key=lambda e: len(e[0]), reverse=True)
-        micro_batches = [examples[i:i + cfg.micro_batch_size] for i in range(0, per_process, cfg.micro_batch_size)]
+        passes = micro_batches(examples, tokenizer.eot, cfg.micro_batch_size, rt.device, pack_length)
         train_loss, tokens = 0.0, 0
-        for micro_step, examples in enumerate(micro_batches):
-            x, y = pad_batch(examples, tokenizer.eot, rt.device)
+        for micro_step, (x, y, segments) in enumerate(passes):
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
-                model.require_backward_grad_sync = micro_step == len(micro_batches) - 1
+                model.require_backward_grad_sync = micro_step == len(passes) - 1
             with autocast:
-                logits, _ = model(x)
+                logits, _ = model(x, segments=segments)  # packed rows: each conversation attends to itself
                 # DDP averages gradients over processes, hence the factor world_size
                 loss = summed_loss(logits, y) * rt.world_size / n_loss_tokens
             loss.backward()

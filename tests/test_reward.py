@@ -5,12 +5,13 @@ import math
 import pytest
 import torch
 
+from batching import pad_batch, pad_right
 from cli import UserError
 from data_formats import load_preferences, render_pair
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, last_real_index, pad_batch, pool_reward
-from reward import PairScorer, bradley_terry_loss, pad_right, pair_rewards, score_replies, spearman
+from model import GPT, GPTConfig, last_real_index, pool_reward
+from reward import PairScorer, bradley_terry_loss, pair_rewards, score_replies, spearman
 from runtime import setup_runtime
 from tokenizer import Tokenizer
 

@@ -19,13 +19,14 @@ import chat
 import eval as eval_script
 import evaluation
 import generation
+from batching import pad_batch
 from checkpoint import save_checkpoint
 from cli import UserError
 from conftest import ROOT, checkpoint_dict, run_script
 from data_formats import load_conversations, read_meta
 from evaluation import ROWS, load_suites, val_losses
 from generation import respond
-from model import GPT, GPTConfig, Generation, pad_batch
+from model import GPT, GPTConfig, Generation
 from runtime import setup_runtime
 from sft import evaluate_loss, summed_loss
 from tokenizer import Tokenizer, tool_call_message
