@@ -94,3 +94,17 @@ def test_dpo_log_probs_packed_equal_one_sequence_a_row():
         expected = sum(logprobs[t - 1, seq[t]].item() for t in range(1, len(seq)) if mask[t])
         assert padded[i].item() == pytest.approx(expected, abs=1e-4)
         assert packed[i].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_packed_rows_under_bf16_autocast_stay_within_bf16_rounding_of_float32():
+    # the chat stages' default on a CPU with native bf16: autocast must not break the segment mask
+    model = tiny_gpt().eval()
+    examples = random_examples(9)
+    ids, segments, where = pack_sequences(examples, 0, 64, "cpu")
+    exact = unpack(model(ids, segments=segments)[0], where)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = unpack(model(ids, segments=segments)[0], where).float()
+    for i, (seq, _) in enumerate(examples):
+        # bf16 keeps 8 bits of mantissa: relative error ~2^-8 per op, a few ops deep
+        assert torch.allclose(rounded[i, :len(seq)], exact[i, :len(seq)], atol=0.05, rtol=0.05)
+        assert (rounded[i, len(seq):] == 0).all()

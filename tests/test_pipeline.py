@@ -42,20 +42,25 @@ def stages(small_world, tmp_path_factory):
     return out
 
 
+# The chat stages default to bf16 autocast on a CPU with native bf16 (packed rows); these tests compare
+# runs whose micro-batches pack differently (resume, torchrun), which agree exactly only in float32.
+FLOAT32 = ["--dtype=float32"]
+
+
 def sft_args(w, init, out):
-    return [f"--init_from={init}", f"--data={w}/sft_train.jsonl", f"--val_data={w}/sft_val.jsonl", f"--out_dir={out}",
+    return FLOAT32 + [f"--init_from={init}", f"--data={w}/sft_train.jsonl", f"--val_data={w}/sft_val.jsonl", f"--out_dir={out}",
             "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2", "--eval_per_suite=1", "--log_interval=1",
             "--dropout=0.1"]
 
 
 def reward_args(w, init, out):
-    return [f"--init_from={init}", f"--data={w}/prefs_train.jsonl", f"--val_data={w}/prefs_val.jsonl",
+    return FLOAT32 + [f"--init_from={init}", f"--data={w}/prefs_train.jsonl", f"--val_data={w}/prefs_val.jsonl",
             f"--out_dir={out}", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2", "--log_interval=1",
             "--correlation_samples=8"]
 
 
 def dpo_args(w, init, out):
-    return [f"--init_from={init}", f"--data={w}/prefs_train.jsonl", f"--val_data={w}/prefs_val.jsonl",
+    return FLOAT32 + [f"--init_from={init}", f"--data={w}/prefs_train.jsonl", f"--val_data={w}/prefs_val.jsonl",
             f"--out_dir={out}", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2", "--log_interval=1",
             "--kl_samples=4", "--eval_per_suite=1"]
 
