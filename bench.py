@@ -1,8 +1,8 @@
 """
 Speed figures for the machine this runs on: what the README's numbers come from.
 
-    python bench.py                                  # all six, ~8 min on a 2-core CPU
-    python bench.py --only=generation                # one of: train, precision, generation, dpo, ppo, lora
+    python bench.py                                  # all seven, ~8 min on a 2-core CPU
+    python bench.py --only=generation                # one of: train, precision, attention, generation, dpo, ppo, lora
     python bench.py --train_shape=gpt2 --batch_size=16 --compile=True   # GPT-2 124M on a GPU
     python profiler.py sft.py ...                    # where a stage's time goes (forward, backward, eval, ...)
 
@@ -18,12 +18,15 @@ Speed figures for the machine this runs on: what the README's numbers come from.
 3. precision: a training step of the world's model in float32 and under bf16 autocast, on fixed
    pretraining windows and on the chat stages' sequences of changing length: what decides
    setup_runtime's precision on this machine.
-4. generation: greedy decoding of 256 tokens after 16-token prompts with a 6-layer, 192-wide
+4. attention: a training step with SDPA's fused flash kernel (its own choice on a CPU) and with
+   its math backend, in float32 and bf16 autocast, at 64, 128 and 256 tokens: what decides
+   model.prefers_math_attention on a CPU.
+5. generation: greedy decoding of 256 tokens after 16-token prompts with a 6-layer, 192-wide
    model (block 512), with the KV cache and with full recomputation at every step, batch 1 and 16.
    Both must produce the same tokens; the speed-up is the point of the cache.
-5. dpo, ppo: optimizer steps (DPO) and iterations (PPO: rollouts + PPO epochs) per second of the
+6. dpo, ppo: optimizer steps (DPO) and iterations (PPO: rollouts + PPO epochs) per second of the
    real scripts on the default models (out/sft, out/reward), read from their metrics.jsonl.
-6. lora: full fine-tuning against LoRA (lora.py, rank --lora_rank on the attention projections) in
+7. lora: full fine-tuning against LoRA (lora.py, rank --lora_rank on the attention projections) in
    the GPT-2 124M and gpt2-medium shapes (random weights, nothing downloaded): trainable parameters,
    the bytes of their gradients and of AdamW's state (measured on the optimizer after a step), and
    the time of a training step of one --lora_tokens-token sequence.
@@ -36,13 +39,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from cli import (DType, Device, Folder, NonNegativeFloat, NonNegativeInt, PositiveInt, UserError, parse_config,
                  repo_path, run_main)
@@ -58,13 +62,13 @@ TRAIN_SHAPES = {
     "world": (4, 4, 128, 256, 1088, 16),  # pretrain.py's default on the world
     "gpt2": (12, 12, 768, 1024, 50304, 8),  # GPT-2 124M (a GPU shape; raise batch_size to fill the GPU)
 }
-BENCHES = ("train", "precision", "generation", "dpo", "ppo", "lora")  # what --only can pick
+BENCHES = ("train", "precision", "attention", "generation", "dpo", "ppo", "lora")  # what --only can pick
 LORA_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024)}  # (n_layer, n_head, n_embd); block 1024
 
 
 @dataclass
 class BenchConfig:
-    only: Optional[str] = None  # comma-separated subset of train,generation,dpo,ppo,lora (None: all)
+    only: Optional[str] = None  # comma-separated subset of train,precision,attention,generation,dpo,ppo,lora (None: all)
     train_shape: str = "shakespeare_char"  # shakespeare_char, world or gpt2 (see TRAIN_SHAPES)
     batch_size: NonNegativeInt = 0  # sequences per training step (0: the shape's own)
     train_steps: PositiveInt = 30  # timed training steps per round (after 3 warm-up steps)
@@ -255,6 +259,44 @@ def bench_precision(cfg, rt):
     return rows
 
 
+def bench_attention(cfg, rt):
+    """A training step with SDPA's fused flash kernel (its own choice on a CPU) and with
+    its math backend (softmax(QK^T/sqrt(d))V as plain matmuls, autograd for the backward), in float32
+    and under bf16 autocast, at the Shakespeare shape (64 tokens) and the world model's at 128 and 256
+    tokens (batches cut to keep it short); the two backends alternate for cfg.train_rounds rounds,
+    best kept. The measurement behind model.prefers_math_attention."""
+    rows = []
+    for shape, block, batch in (("shakespeare_char", 64, 12), ("world", 128, 8), ("world", 256, 4)):
+        n_layer, n_head, n_embd, _, vocab, _ = TRAIN_SHAPES[shape]
+        data = torch.randint(0, vocab, (batch, block + 1), generator=torch.Generator().manual_seed(0)).to(rt.device)
+        for precision in ("float32", "bf16"):
+            steps = {}
+            for backend in ("flash", "math"):
+                torch.manual_seed(0)
+                model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head,
+                                      n_embd=n_embd)).to(rt.device)
+
+                def autocast(backend=backend, precision=precision):
+                    stack = ExitStack()
+                    if precision == "bf16":
+                        stack.enter_context(torch.autocast(rt.device.type, dtype=torch.bfloat16))
+                    stack.enter_context(sdpa_kernel(SDPBackend.MATH if backend == "math" else SDPBackend.FLASH_ATTENTION))
+                    return stack
+                steps[backend] = training_step(model, model.configure_optimizer(1e-3, 0.1, (0.9, 0.99),
+                                                                                 rt.device.type), data, autocast)
+            seconds = {backend: [] for backend in steps}
+            for r in range(cfg.train_rounds):
+                for backend in (("flash", "math") if r % 2 == 0 else ("math", "flash")):
+                    seconds[backend].append(time_steps(steps[backend], cfg.train_steps, rt.device))
+            rates = {backend: cfg.train_steps * batch * block / min(runs) for backend, runs in seconds.items()}
+            row = {"shape": shape, "block_size": block, "batch_size": batch, "precision": precision,
+                   "flash": rates["flash"], "math": rates["math"], "speedup": rates["math"] / rates["flash"]}
+            rows.append(row)
+            print(f"  {shape}, {batch} x {block} tokens, {precision}: flash kernel {row['flash']:,.0f} "
+                  f"tokens/s, math backend {row['math']:,.0f} ({row['speedup']:.2f}x)")
+    return rows
+
+
 def mfu_text(mfu):
     """MFU as a percentage, but never above 100%: that can only mean the peak is too low (measured
     while the machine was busy, or a wrong --peak_flops), so it says so. bench.json keeps the raw ratio."""
@@ -361,6 +403,10 @@ def write_report(cfg, device_name, results):
     for p in results.get("precision", []):
         lines.append(f"- precision, the world's model, {p['workload']}: float32 {p['float32']:,.0f} tokens/s, "
                      f"bf16 autocast {p['bf16']:,.0f} ({p['speedup']:.2f}x)")
+    for a in results.get("attention", []):
+        lines.append(f"- attention, {a['shape']} shape, {a['batch_size']} x {a['block_size']} tokens, "
+                     f"{a['precision']}: SDPA's flash kernel {a['flash']:,.0f} tokens/s, its math backend "
+                     f"{a['math']:,.0f} ({a['speedup']:.2f}x)")
     for g in results.get("generation", []):
         lines.append(f"- generation, batch {g['batch_size']}: {g['cache_tokens_per_s']:,.0f} tokens/s with the KV "
                      f"cache, {g['recompute_tokens_per_s']:,.0f} recomputing: {g['speedup']:.1f}x "
@@ -412,6 +458,9 @@ def main():
     if "precision" in parts:
         print("timing training steps of the world's model in float32 and bf16 autocast ...")
         results["precision"] = bench_precision(cfg, rt)
+    if "attention" in parts:
+        print("timing training steps with SDPA's flash kernel and with its math backend ...")
+        results["attention"] = bench_attention(cfg, rt)
     if "generation" in parts:
         print("timing generation with and without the KV cache ...")
         results["generation"] = bench_generation(cfg, rt)

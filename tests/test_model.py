@@ -1,10 +1,13 @@
 """model.py against independent references: float64 manual attention, full recomputation."""
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
 
-from model import GPT, GPTConfig, KVCache, estimate_mfu, generate, sample_next, token_logprobs
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from model import GPT, GPTConfig, KVCache, estimate_mfu, generate, prefers_math_attention, sample_next, token_logprobs
 
 TINY = dict(block_size=64, vocab_size=97, n_layer=2, n_head=4, n_embd=32)
 
@@ -195,3 +198,32 @@ def test_generation_never_draws_the_embeddings_padding_rows():
         g = generate(model, [[1, 2, 3]] * 4, 20, temperature=temperature, vocab_size=90,
                      generator=torch.Generator().manual_seed(0))
         assert g.tokens.max() < 90
+
+
+def test_math_attention_only_for_short_cpu_bf16_training_and_never_against_a_callers_choice():
+    x = torch.zeros(1)
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    with bf16():
+        assert prefers_math_attention(x, 64) and prefers_math_attention(x, 128)
+        assert not prefers_math_attention(x, 256)
+        with torch.no_grad():
+            assert not prefers_math_attention(x, 64)  # sampling and evaluation keep SDPA's choice
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            assert not prefers_math_attention(x, 64)
+    assert not prefers_math_attention(x, 64)  # float32
+
+
+def test_math_and_flash_attention_agree_on_loss_and_gradients_in_bf16():
+    # the two kernels compute the same softmax attention; in bf16 they round differently, within its 8 bits
+    model = tiny_model().train()
+    idx = torch.randint(0, TINY["vocab_size"], (3, 64), generator=torch.Generator().manual_seed(1))
+    runs = []
+    for backend in (None, SDPBackend.FLASH_ATTENTION):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16), (sdpa_kernel(backend) if backend else nullcontext()):
+            _, loss = model(idx[:, :-1], targets=idx[:, 1:])
+        loss.backward()
+        runs.append((loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (loss_math, grad_math), (loss_flash, grad_flash) = runs
+    assert loss_math == pytest.approx(loss_flash, rel=1e-2)
+    assert torch.nn.functional.cosine_similarity(grad_math, grad_flash, dim=0) > 0.999
