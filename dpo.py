@@ -90,7 +90,7 @@ class DPOConfig:
     micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
     pack: bool = True  # pack a micro-batch's replies into full rows, each attending only to itself (less padding,
     #                    one row shape: bf16 pays on a CPU); false: one padded reply a row
-    max_steps: PositiveInt = 380  # optimizer steps
+    max_steps: PositiveInt = 320  # optimizer steps
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 100  # linear warmup from 0 (a short one lets the first steps undo copying)

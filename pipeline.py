@@ -41,9 +41,9 @@ PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pip
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
 # The periodic evaluations of the pipeline's runs, fewer than the scripts make alone (they change
-# no training step): the reward model's val pairs at 0, 600 and 1200 of 1200 steps, DPO's val pairs,
-# KL and scorecard sample at 0, 190 and 380 of 380
-PIPELINE_ARGS = {"reward": ["--eval_interval=600"], "dpo": ["--eval_interval=190"]}
+# no training step): the reward model's val pairs at 0, 550 and 1100 of 1100 steps, DPO's val pairs,
+# KL and scorecard sample at 0, 160 and 320 of 320, PPO's scorecard at 0, 25 and 50 of 50
+PIPELINE_ARGS = {"reward": ["--eval_interval=550"], "dpo": ["--eval_interval=160"], "ppo": ["--eval_interval=25"]}
 SMOKE_ARGS = {
     "pretrain": FEW_STEPS + ["--n_layer=2", "--n_head=2", "--n_embd=32", "--eval_batches=1", "--n_samples=1",
                              "--sample_tokens=8"],

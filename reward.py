@@ -69,10 +69,10 @@ class RewardConfig:
     lm_coef: NonNegativeFloat = 0.0  # weight of the chosen replies' NLL (GRM's regulariser, Yang et al. 2024)
     # optimisation
     batch_size: PositiveInt = 32  # pairs per optimizer step, over all processes
-    micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass in one process
+    micro_batch_size: PositiveInt = 16  # pairs per forward/backward pass in one process (packed: fuller rows than 8)
     pack: bool = True  # pack a micro-batch's replies into full rows, each attending only to itself (less padding,
     #                    one row shape: bf16 pays on a CPU); false: one padded reply a row
-    max_steps: PositiveInt = 1200  # optimizer steps (checking a reply against a quoted tool result is slow to learn)
+    max_steps: PositiveInt = 1100  # optimizer steps (checking a reply against a quoted tool result is slow to learn)
     learning_rate: PositiveFloat = 1e-4  # peak learning rate
     min_lr: NonNegativeFloat = 1e-5  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0

@@ -49,11 +49,11 @@ class SFTConfig:
     overwrite: bool = False  # replace a run already in out_dir (its checkpoints, metrics and plots)
     # optimisation
     batch_size: PositiveInt = 32  # conversations per optimizer step, over all processes
-    micro_batch_size: PositiveInt = 8  # rows per forward/backward pass in one process: packed rows of the model's
-    #                                    context, or (--pack=false) conversations
+    micro_batch_size: PositiveInt = 16  # rows per forward/backward pass in one process: packed rows of the model's
+    #                                     context (a default step fills ~13: one pass), or (--pack=false) conversations
     pack: bool = True  # pack a step's conversations into full rows, each attending only to itself (no padding
     #                    between them, one row shape: bf16 pays on a CPU); false: one padded conversation a row
-    max_steps: PositiveInt = 1900  # optimizer steps
+    max_steps: PositiveInt = 1500  # optimizer steps
     learning_rate: PositiveFloat = 1e-3  # peak learning rate
     min_lr: NonNegativeFloat = 1e-4  # learning rate at the end of the cosine decay
     warmup_steps: NonNegativeInt = 20  # linear warmup from 0
