@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from batching import pack_sequences, pad_right, unpack
+from batching import pack_sequences, pad_right
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, Range, UserError, check_default_follows, parse_config, run_main)
@@ -127,17 +127,23 @@ def sequence_logprobs(model, sequences, pad_id, device, pack_length=None):
     """Summed log-probs of each sequence's reply tokens (B,): sequences are (ids, reply mask);
     prompt tokens and padding never count. The sequences go through the model one a row,
     right-padded, or packed into rows of pack_length tokens, each attending only to itself."""
-    ids, mask = pad_right(sequences, pad_id, device)  # (B, T)
-    if pack_length:
-        packed, segments, where = pack_sequences(sequences, pad_id, pack_length, device)  # (R, pack_length)
-        logits, _ = model(packed, segments=segments)
-        logprobs = token_logprobs(logits[:, :-1], packed[:, 1:])  # (R, pack_length - 1): of token t + 1 at t
-        # one sequence a row (B, T); a sequence's last position scored the next sequence's first token: masked below
-        logprobs = unpack(F.pad(logprobs, (0, 1)), where)[:, :-1]
-    else:
+    if not pack_length:
+        ids, mask = pad_right(sequences, pad_id, device)  # (B, T)
         logits, _ = model(ids[:, :-1])
         logprobs = token_logprobs(logits, ids[:, 1:])  # (B, T - 1)
-    return (logprobs * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
+        return (logprobs * mask[:, 1:]).sum(1)  # target t+1 is scored by position t
+    packed, segments, where = pack_sequences(sequences, pad_id, pack_length, device)  # (R, pack_length)
+    # position t of a packed row is scored when token t + 1 is a reply token of the same sequence;
+    # the output layer runs there only (prompts and padding need no logits)
+    scored = torch.zeros(packed.shape, dtype=torch.bool)
+    owner = torch.zeros(packed.shape, dtype=torch.long)  # which sequence each position belongs to
+    for i, (row, start, n) in enumerate(where):
+        scored[row, start:start + n - 1] = torch.tensor(sequences[i][1][1:], dtype=torch.bool)
+        owner[row, start:start + n] = i
+    scored, owner = scored.to(device), owner.to(device)
+    logits, _ = model(packed, segments=segments, logits_at=scored)  # (N, V)
+    logprobs = token_logprobs(logits, packed.roll(-1, 1)[scored])  # (N,): token t + 1's, read at t
+    return torch.zeros(len(sequences), device=device).index_add(0, owner[scored], logprobs)  # (B,)
 
 
 def pair_logprobs(model, pairs, pad_id, device, pack_length=None):

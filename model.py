@@ -210,10 +210,15 @@ class GPT(nn.Module):
             cache.length += T
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None, attention_mask=None, cache=None, segments=None):
+    def forward(self, idx, targets=None, attention_mask=None, cache=None, segments=None, logits_at=None):
         """Next-token logits (B, T, vocab); with targets (B, T), also the mean
-        cross-entropy over targets != -1."""
-        logits = self.lm_head(self.hidden_states(idx, attention_mask, cache, segments))
+        cross-entropy over targets != -1. logits_at (B, T) bool: the logits of those positions only,
+        (N, vocab) in row-major order: the output layer and its softmax run where a loss reads them
+        (SFT: the assistant's tokens), not over the prompts and padding."""
+        hidden = self.hidden_states(idx, attention_mask, cache, segments)
+        if logits_at is not None:
+            hidden = hidden[logits_at]  # (B, T, C) -> (N, C)
+        logits = self.lm_head(hidden)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)

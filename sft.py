@@ -129,8 +129,8 @@ def evaluate_loss(model, examples, pad_id, rt, batch_size=32, pack_length=None):
     for i in range(0, len(examples), batch_size):
         for x, y, segments in micro_batches(examples[i:i + batch_size], pad_id, batch_size, rt.device, pack_length):
             with rt.autocast():
-                logits, _ = model(x, segments=segments)
-            total += summed_loss(logits, y).item()
+                logits, _ = model(x, segments=segments, logits_at=y != -1)  # (N, V): the assistant's tokens
+            total += summed_loss(logits, y[y != -1]).item()
             count += int((y != -1).sum())
     model.train()
     return total / max(count, 1)
@@ -222,10 +222,13 @@ def main():
         for micro_step, (x, y, segments) in enumerate(passes):
             if rt.ddp:  # all-reduce the gradients once per step, in the last micro-step's backward
                 model.require_backward_grad_sync = micro_step == len(passes) - 1
+            predicted = y != -1  # (R, T): the assistant's tokens, where the loss reads the logits
             with autocast:
-                logits, _ = model(x, segments=segments)  # packed rows: each conversation attends to itself
+                # packed rows: each conversation attends to itself; the output layer runs only at the
+                # predicted tokens (about half of them: prompts and padding need no logits), (N, V)
+                logits, _ = model(x, segments=segments, logits_at=predicted)
                 # DDP averages gradients over processes, hence the factor world_size
-                loss = summed_loss(logits, y) * rt.world_size / n_loss_tokens
+                loss = summed_loss(logits, y[predicted]) * rt.world_size / n_loss_tokens
             loss.backward()
             train_loss += loss.item() / rt.world_size
             tokens += x.numel()

@@ -227,3 +227,24 @@ def test_math_and_flash_attention_agree_on_loss_and_gradients_in_bf16():
     (loss_math, grad_math), (loss_flash, grad_flash) = runs
     assert loss_math == pytest.approx(loss_flash, rel=1e-2)
     assert torch.nn.functional.cosine_similarity(grad_math, grad_flash, dim=0) > 0.999
+
+
+def test_logits_at_gives_the_full_logits_rows_and_the_same_gradients():
+    # float64 so that "the same" can be exact up to summation order
+    model = tiny_model().double()
+    idx = torch.randint(0, TINY["vocab_size"], (3, 20), generator=torch.Generator().manual_seed(2))
+    targets = idx.roll(-1, 1).masked_fill(torch.rand(3, 20, generator=torch.Generator().manual_seed(3)) < 0.5, -1)
+    at = targets != -1
+    full, _ = model(idx)
+    part, _ = model(idx, logits_at=at)
+    assert part.shape == (int(at.sum()), TINY["vocab_size"]) and torch.allclose(part, full[at], atol=1e-12)
+    grads = []
+    for logits, t in ((full.view(-1, full.size(-1)), targets.view(-1)), (part, targets[at])):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(logits, t, ignore_index=-1, reduction="sum").backward(retain_graph=True)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-10)
+    # no predicted token at all: an empty (0, vocab) and a loss of 0, not NaN
+    empty, _ = model(idx, logits_at=torch.zeros_like(at))
+    assert empty.shape == (0, TINY["vocab_size"])
+    assert torch.nn.functional.cross_entropy(empty, targets[:0, 0], reduction="sum").item() == 0
