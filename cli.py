@@ -83,12 +83,23 @@ class UserError(Exception):
     """Bad input from the user (a file, a flag): printed as one clear line, exit status 1."""
 
 
-class Terminated(Exception):
-    """The process received SIGTERM (a job scheduler's stop, torchrun ending a failed run, `kill`)."""
+class Terminated(BaseException):
+    """The process received SIGTERM (a job scheduler's stop, torchrun ending a failed run, `kill`).
+    A BaseException, like KeyboardInterrupt, so that no library's `except Exception` swallows it."""
 
 
 def raise_terminated(signum, frame):
     raise Terminated()
+
+
+def raise_terminated_again(unraisable):
+    """sys.unraisablehook: a SIGTERM whose Terminated was raised inside a finalizer (a __del__, a
+    weakref callback), where Python can only print and drop it, is raised again from the main code
+    a moment later (SIGALRM); any other unraisable error is reported as usual."""
+    if isinstance(unraisable.exc_value, Terminated) and hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+    else:
+        sys.__unraisablehook__(unraisable)
 
 
 def run_main(main):
@@ -96,6 +107,9 @@ def run_main(main):
     SIGTERM stops it with one line and exit status 143 (128 + 15, what the shell reports): a
     checkpoint is only ever replaced whole, so a training run resumes from its last one."""
     signal.signal(signal.SIGTERM, raise_terminated)
+    if hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGALRM, raise_terminated)
+    sys.unraisablehook = raise_terminated_again
     try:
         main()
     except UserError as e:

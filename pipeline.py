@@ -194,6 +194,28 @@ def time_breakdown(out):
     return lines
 
 
+def run_provenance():
+    """Where the report's figures come from: the code's commit (marked when the tree has changes
+    of its own), the machine's CPU or GPU, torch's version and the date, for every figure quoted
+    from a run to name its run."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", repo_path("."), *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with local changes"
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    device = f"{cpu}, {os.cpu_count()} CPU cores" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available()
+                                                     else "")
+    return f"Commit {commit}; {device}; torch {torch.__version__}; {time.strftime('%Y-%m-%d', time.gmtime())} (UTC)."
+
+
 def write_report(cfg, commands, times):
     out = cfg.out_dir
     scorecard = os.path.join(out, "eval", "scorecard.md")
@@ -210,9 +232,8 @@ def write_report(cfg, commands, times):
         json.dump(times, f)
 
     lines = ["# The pipeline on the built-in world", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
-             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
-             + f". Total time {sum(times.values()) / 60:.1f} min." + (" SMOKE RUN (tiny models)." if cfg.smoke else ""),
+             run_provenance() + f" Total time {sum(times.values()) / 60:.1f} min."
+             + (" SMOKE RUN (tiny models)." if cfg.smoke else ""),
              "", "## What each stage taught: held-out behaviour scorecard", "",
              "Share of right replies per behaviour on the world's held-out suites (greedy, tools on); the base "
              "model (pretrain) is probed with completions where a behaviour allows it.", "", table, "",

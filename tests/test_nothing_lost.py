@@ -218,6 +218,45 @@ def test_sigterm_stops_a_run_with_one_line_and_its_checkpoint_intact(small_world
     assert sorted(n for n in os.listdir(out) if ".tmp" in n) == []
 
 
+SWALLOWING_MAIN = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from cli import run_main
+
+class Finalized:
+    def __del__(self):  # SIGTERM lands while a finalizer runs: Python can only print and drop what it raises
+        os.kill(os.getpid(), signal.SIGTERM)
+        t = time.time()
+        while time.time() - t < 0.2:
+            pass
+
+def main():
+    try:  # a library's broad except around the moment of the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+    except Exception:
+        pass
+    print("a broad except swallowed SIGTERM", flush=True)
+
+def main_with_finalizer():
+    Finalized()  # dropped at once: __del__ runs here
+    for _ in range(300):  # the run goes on unless SIGTERM is raised again
+        time.sleep(0.01)
+    print("a finalizer swallowed SIGTERM", flush=True)
+
+run_main(main if sys.argv[1] == "except" else main_with_finalizer)
+"""
+
+
+@pytest.mark.parametrize("where", ["except", "finalizer"])
+def test_sigterm_is_not_swallowed_by_a_broad_except_or_a_finalizer(tmp_path, where):
+    script = tmp_path / "swallow.py"
+    script.write_text(SWALLOWING_MAIN.format(root=ROOT))
+    done = subprocess.run([sys.executable, str(script), where], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143 and done.stdout == ""
+    assert done.stderr.startswith("stopped: the process received SIGTERM") and done.stderr.count("\n") == 1
+
+
 # ----------------------------------------------------------------------------- 6. defaults that fit only the world
 
 

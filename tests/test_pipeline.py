@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -309,6 +310,7 @@ def test_pipeline_smoke_run_writes_the_report(tmp_path):
     """pipeline.py chains every stage script (output of one is the input of the next) and writes a
     report with the scorecard across stages, each stage's figures and time, and the plots."""
     out = tmp_path / "out"
+    day_before = time.strftime("%Y-%m-%d", time.gmtime())
     done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--smoke=True",
                            f"--data_dir={tmp_path / 'world'}", f"--out_dir={out}", "--device=cpu",
                            "--world_args=--n_people=20 --n_heldout=4 --pretrain_docs=1500 --val_docs=100 "
@@ -317,6 +319,10 @@ def test_pipeline_smoke_run_writes_the_report(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (out / "report.md").read_text()
+    # the run's provenance: the checkout's commit, torch's version, the date
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert f"Commit {head}" in report and f"torch {torch.__version__}" in report
+    assert day_before in report or time.strftime("%Y-%m-%d", time.gmtime()) in report
     for stage in ["pretrain", "sft", "dpo", "ppo"]:
         assert f"| {stage} |" in report  # a time-and-figures row per stage
         assert f"--out_dir={out}/{stage}" in report  # with the exact command that made it
