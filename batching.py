@@ -49,23 +49,15 @@ def pack_rows(lengths, row_length):
 
 def pack_batch(examples, pad_id, row_length, device):
     """[(ids, loss mask)] -> x, y as pad_batch makes them, and segments, all (R, row_length), with
-    the examples packed into R rows (pack_rows); segments: 1, 2, ... for each example of a row, in
-    order, and 0 on the padding at the row's end."""
-    pieces = [len(ids) - 1 for ids, _ in examples]  # an example of n tokens gives n - 1 (input, target) positions
-    rows = pack_rows(pieces, row_length)
-    x = torch.full((len(rows), row_length), pad_id, dtype=torch.long)
-    y = torch.full((len(rows), row_length), -1, dtype=torch.long)
-    segments = torch.zeros((len(rows), row_length), dtype=torch.long)
-    for r, members in enumerate(rows):
-        start = 0
-        for k, i in enumerate(members, 1):
-            ids, mask = examples[i]
-            n = pieces[i]
-            x[r, start:start + n] = torch.tensor(ids[:-1])
-            y[r, start:start + n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), torch.tensor(ids[1:]), -1)
-            segments[r, start:start + n] = k
-            start += n
-    return x.to(device), y.to(device), segments.to(device)
+    the examples packed into R rows (pack_sequences); segments: 1, 2, ... for each example of a row,
+    in order, and 0 on the padding at the row's end."""
+    # an example of n tokens gives n - 1 (input, target) positions: its inputs are what gets packed
+    x, segments, where = pack_sequences([(ids[:-1], mask[1:]) for ids, mask in examples], pad_id, row_length,
+                                        device)
+    y = torch.full((x.size(0), row_length), -1, dtype=torch.long)
+    for (r, start, n), (ids, mask) in zip(where, examples):
+        y[r, start:start + n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool), torch.tensor(ids[1:]), -1)
+    return x, y.to(device), segments
 
 
 def pad_right(sequences, pad_id, device):
@@ -80,8 +72,8 @@ def pad_right(sequences, pad_id, device):
 
 
 def pack_sequences(sequences, pad_id, row_length, device):
-    """[(ids, mask)] whole sequences (a reward model's or DPO's) -> ids (R, row_length) and segments
-    (R, row_length) of packed rows, and where: (row, start, length) of each sequence, for unpack."""
+    """[(ids, mask)] sequences -> ids (R, row_length) and segments (R, row_length) of packed rows
+    (pack_rows), and where: (row, start, length) of each sequence, for unpack."""
     rows = pack_rows([len(ids) for ids, _ in sequences], row_length)
     ids = torch.full((len(rows), row_length), pad_id, dtype=torch.long)
     segments = torch.zeros((len(rows), row_length), dtype=torch.long)

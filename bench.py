@@ -227,8 +227,9 @@ def bench_train(cfg, rt, peak):
 def bench_precision(cfg, rt):
     """A training step of the world's model (pretrain.py's default shape) in float32 and under bf16
     autocast, on fixed 256-token windows (pretraining) and on sequences whose length changes at
-    every step (the chat stages' micro-batches of 8, lengths 40 to 200), tokens/s each: the
-    measurement behind setup_runtime's choice of precision on this machine's CPU."""
+    every step (the chat stages' micro-batches of 8 with --pack=false, lengths 40 to 200), tokens/s
+    each: the measurement behind setup_runtime's choice of precision on this machine's CPU (bf16 for
+    pretraining and for packed rows, which have one shape)."""
     n_layer, n_head, n_embd, block, vocab, batch = TRAIN_SHAPES["world"]
     lengths = torch.randint(40, 201, (cfg.precision_steps,), generator=torch.Generator().manual_seed(0)).tolist()
     rows = []

@@ -115,7 +115,7 @@ class DPOConfig:
     sweep: Optional[str] = None  # comma-separated betas: one run each, then frontier.png (gold reward vs KL)
     # system
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA, and with --pack on a CPU with native bf16), bfloat16, float32
     compile: bool = False  # torch.compile the policy
     seed: int = 1337  # seed for batches and sampling
 

@@ -96,7 +96,7 @@ class RewardConfig:
     score: Optional[Path] = None  # score the {"prompt", "reply"} rows of this JSONL with out_dir's model, then exit
     # system
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA, and with --pack on a CPU with native bf16), bfloat16, float32
     compile: bool = False  # torch.compile the model
     seed: int = 1337  # seed for batches
 

@@ -72,8 +72,9 @@ def setup_runtime(device="auto", dtype="auto", seed=None, cpu_bf16=False):
 
     Precision (dtype auto): bf16 autocast on a CUDA device that has it; on a CPU that multiplies
     bf16 natively (AVX512-BF16, AMX) only where the caller knows it pays (cpu_bf16): measured with
-    bench.py --only=precision, fixed 256-token pretraining windows ran 1.7x faster, while the
-    chat stages' short sequences of ever-changing length ran no faster, or slower."""
+    bench.py --only=precision, fixed 256-token windows (pretraining, and the chat stages' packed
+    rows) ran 1.7x faster, while short sequences of ever-changing length (the chat stages with
+    --pack=false) ran no faster, or slower."""
     rank, local_rank, world_size = (int(os.environ.get(k, d)) for k, d in
                                     (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
     if device == "auto":

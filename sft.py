@@ -76,7 +76,7 @@ class SFTConfig:
     log_interval: PositiveInt = 10  # print a progress line every this many steps
     # system
     device: Device = "auto"  # auto (cuda > mps > cpu), cpu, cuda, mps
-    dtype: DType = "auto"  # auto (bf16 autocast on CUDA), bfloat16, float32
+    dtype: DType = "auto"  # auto (bf16 autocast on CUDA, and with --pack on a CPU with native bf16), bfloat16, float32
     compile: bool = False  # torch.compile the model
     seed: int = 1337  # seed for batches and dropout
 
