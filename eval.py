@@ -52,7 +52,8 @@ class EvalConfig:
     prompts: Optional[Path] = None  # score these world prompts instead of the held-out suites, e.g.
     #                                 data/world/rl_prompts.jsonl: what RL trained on, grouped by category
     batch_size: PositiveInt = 64  # prompts generated together
-    max_new_tokens: PositiveInt = 96  # longest reply
+    max_new_tokens: NonNegativeInt = 0  # longest reply (0: 96 tokens, or more for a suite whose reference replies
+    #                                     are longer, such as the skills track's worked problems)
     pass_at_k: NonNegativeInt = 0  # > 0: also pass@1..pass_at_k on pass_suites, from that many replies per prompt
     #                                sampled at temperature 1 (0: off)
     pass_suites: str = "arithmetic"  # comma-separated suites for pass@k
@@ -69,7 +70,7 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     tools = Tools.with_encyclopedia(cfg.data_dir)
     if is_chat_model(ckpt):
         scores, examples = chat_scorecard(model, tokenizer, suites, tools, rt,
-                                          cfg.batch_size, cfg.max_new_tokens)
+                                          cfg.batch_size, cfg.max_new_tokens or None)
     else:
         scores, examples = probe_scorecard(model, tokenizer, suites, rt, cfg.batch_size)
     scores["val_loss_chat"], scores["val_loss_text"] = val_losses(model, tokenizer, cfg.data_dir, rt,
@@ -80,7 +81,7 @@ def evaluate_checkpoint(path, suites, cfg, rt):
     result = {"stage": ckpt.get("stage") if ckpt else "gpt2", "scores": scores, "examples": examples}
     if cfg.pass_at_k and is_chat_model(ckpt):
         result["pass_at_k"] = pass_at_k_curves(model, tokenizer, suites, cfg.pass_suites.split(","), cfg.pass_at_k,
-                                               tools, rt, cfg.batch_size, cfg.max_new_tokens, cfg.seed)
+                                               tools, rt, cfg.batch_size, cfg.max_new_tokens or None, cfg.seed)
     return result
 
 

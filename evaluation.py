@@ -53,6 +53,13 @@ ROWS = [
     ("no gender assumed from a job", "bias"),
     ("right pronoun for a named person", "pronoun_named"),
     ("GSM8K word problems (final number)", "gsm8k"),  # data/gsm8k/eval.jsonl, not the world's
+    # the skills track (data/skills): held-out problems and pairs, asked for the steps or the answer
+    ("arithmetic, worked step by step", "arithmetic_steps"),
+    ("arithmetic, answer only (same problems)", "arithmetic_direct"),
+    ("arithmetic, step by step, one digit longer", "arithmetic_longer"),
+    ("arithmetic, answer only, problems RL practised", "arithmetic_practised"),
+    ("comparisons, facts stated first", "compare_steps"),
+    ("comparisons, answer only (same pairs)", "compare_direct"),
     ("politeness (all replies)", "polite"),
     ("format (all replies)", "format"),
     ("gold reward (mean, -2.5..1)", "gold_reward"),
@@ -159,9 +166,24 @@ TOOLS_OFF_RUNS = {"knowledge_heldout_disabled": "knowledge_heldout", "tool_disab
                   "code_tool_disabled": "code_tool"}
 
 
-def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_tokens=96, samples=2):
+REPLY_TOKENS = 96  # the longest reply a suite's prompts get, unless its reference replies are longer
+
+
+def reply_budget(tokenizer, rows, max_new_tokens=None):
+    """How many tokens a suite's replies may take: max_new_tokens when given, else REPLY_TOKENS, or
+    the longest reference reply's assistant text plus a margin where that is longer (a worked
+    problem of the skills track runs to 190 tokens; a world reply to under 60)."""
+    if max_new_tokens:
+        return max_new_tokens
+    longest = max((sum(len(tokenizer.encode(m.get("content") or "")) for m in row.get("reference", [])
+                       if m.get("role") == "assistant") for row in rows), default=0)
+    return max(REPLY_TOKENS, longest + 16)
+
+
+def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_tokens=None, samples=2):
     """Every suite answered through generation.respond (greedy, with `tools`, a tools.Tools), scored
-    by the world's checkers, and the TOOLS_OFF_RUNS suites again without tools.
+    by the world's checkers, and the TOOLS_OFF_RUNS suites again without tools. max_new_tokens:
+    the longest reply (None: each suite's reply_budget).
     Returns ({row key: share of right replies}, {suite: sample replies})."""
     scores, examples = {}, {}
     behaviour_hits, all_scores, rewards = {}, [], []
@@ -169,10 +191,11 @@ def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_t
     runs += [(key, suite, NO_TOOLS) for key, suite in TOOLS_OFF_RUNS.items() if suite in suites]
     for key, suite, run_tools in runs:
         rows = suites[suite]
+        budget = reply_budget(tokenizer, rows, max_new_tokens)
         replies = []
         for i in range(0, len(rows), batch_size):
             batch = rows[i:i + batch_size]
-            replies += respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, tools=run_tools)
+            replies += respond(model, tokenizer, [r["prompt"] for r in batch], budget, tools=run_tools)
         hits = []
         for row, reply in zip(rows, replies):
             s = score(row, reply.messages, reply.ended)
@@ -201,7 +224,9 @@ def periodic_scorecard(model, tokenizer, suites, tools, rt):
 
 
 SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
-                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias")
+                       "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias",
+                       "arithmetic_steps", "arithmetic_direct", "arithmetic_practised", "compare_steps",
+                       "compare_direct")
 
 
 def plot_scorecard(log, stage):
@@ -214,24 +239,29 @@ def plot_scorecard(log, stage):
 # ----------------------------------------------------------------------------- base models
 
 
-PROBE_SUITES = ("knowledge_seen", "knowledge_heldout", "arithmetic")
+PROBE_SUITES = ("knowledge_seen", "knowledge_heldout", "arithmetic", "arithmetic_steps", "arithmetic_direct",
+                "arithmetic_longer", "arithmetic_practised")
+PROBE_TOKENS = 16  # a completion's length: a fact or a number
+PROBE_STEPS_TOKENS = 224  # a worked problem's, column by column (the skills track's base model)
 
 
 @torch.no_grad()
 def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
     """A base model completes plain text: "<name> works as a" -> the first sentence of its
-    continuation is scored like a chat reply. Arithmetic: "<a> plus <b> equals"."""
+    continuation is scored like a chat reply. Arithmetic: "<a> plus <b> equals"; the skills track's
+    worked arithmetic: "Work out <a> + <b>.\n" -> the lines up to the answer line."""
     scores, examples = {}, {}
     for suite in PROBE_SUITES:
         rows = suites.get(suite, [])
         probes = [probe_text(row) for row in rows]
+        steps = any(row["info"].get("form") == "steps" for row in rows)
         completions = []
         for i in range(0, len(rows), batch_size):
             ids = [[tokenizer.eot] + tokenizer.encode(p) for p in probes[i:i + batch_size]]
-            out = generate(model, ids, 16, temperature=0, stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot,
-                           vocab_size=tokenizer.n_vocab)
-            completions += [first_sentence(tokenizer.decode(t[:n])) for t, n in
-                            zip(out.tokens.tolist(), out.lengths.tolist())]
+            out = generate(model, ids, PROBE_STEPS_TOKENS if steps else PROBE_TOKENS, temperature=0,
+                           stop_tokens=[tokenizer.eot], pad_id=tokenizer.eot, vocab_size=tokenizer.n_vocab)
+            texts = [tokenizer.decode(t[:n]) for t, n in zip(out.tokens.tolist(), out.lengths.tolist())]
+            completions += [up_to_answer_line(text) if steps else first_sentence(text) for text in texts]
         hits = [score(row, f"{probe} {completion}")[MAIN_BEHAVIOUR[row["info"]["category"]]]
                 for row, probe, completion in zip(rows, probes, completions)]
         if hits:
@@ -242,11 +272,22 @@ def probe_scorecard(model, tokenizer, suites, rt, batch_size=64):
 
 def probe_text(row):
     info = row["info"]
-    if info["category"] == "knowledge":
+    if "probe" in info:
         return info["probe"]
     a, op, b = re.match(r".*?(\d+) ?(\+|-|\*|plus|minus|times) ?(\d+)", row["prompt"][-1]["content"]).groups()
     word = {"+": "plus", "-": "minus", "*": "times"}.get(op, op)
     return f"{a} {word} {b} equals"
+
+
+def up_to_answer_line(text):
+    """A worked problem's lines up to its answer line ("So 347 + 85 = 432."): what follows is the
+    next page of a textbook, not this problem's answer."""
+    lines = []
+    for line in text.split("\n"):
+        lines.append(line)
+        if line.startswith("So "):
+            break
+    return "\n".join(lines).strip()
 
 
 def first_sentence(text):
@@ -308,21 +349,23 @@ def pass_at_k(n, c, k):
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # comb is 0 when n - c < k: then pass@k is 1
 
 
-def right_counts(model, tokenizer, rows, n, tools, rt, batch_size=64, max_new_tokens=96, seed=1337):
+def right_counts(model, tokenizer, rows, n, tools, rt, batch_size=64, max_new_tokens=None, seed=1337):
     """For each prompt, how many of n replies sampled at temperature 1 the world's checker accepts."""
     generator = torch.Generator(device=rt.device).manual_seed(seed)
     per_batch = max(1, batch_size // n)  # prompts per batch: each is repeated n times
     counts = []
     for i in range(0, len(rows), per_batch):
         batch = [row for row in rows[i:i + per_batch] for _ in range(n)]  # (prompts * n) rows, a prompt's n together
-        replies = respond(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, temperature=1.0,
+        replies = respond(model, tokenizer, [r["prompt"] for r in batch], reply_budget(tokenizer, rows, max_new_tokens),
+                          temperature=1.0,
                           tools=tools, generator=generator)
         hits = [is_right(row, reply) for row, reply in zip(batch, replies)]
         counts += [sum(hits[j:j + n]) for j in range(0, len(hits), n)]
     return counts
 
 
-def pass_at_k_curves(model, tokenizer, suites, names, n, tools, rt, batch_size=64, max_new_tokens=96, seed=1337):
+def pass_at_k_curves(model, tokenizer, suites, names, n, tools, rt, batch_size=64, max_new_tokens=None,
+                     seed=1337):
     """{suite: [pass@1, ..., pass@n]} for each suite in names, each the mean over the suite's prompts."""
     curves = {}
     for suite in names:

@@ -87,7 +87,8 @@ class GRPOConfig:
     grad_clip: NonNegativeFloat = 1.0  # clip the gradient norm to this (0: off)
     # skills the reward cannot judge: the NLL of preferred replies mixed into the loss (as ppo.py)
     nll_coef: NonNegativeFloat = 1.0  # weight of the chosen replies' per-token NLL (0: off)
-    nll_data: Path = "data/world/prefs_train.jsonl"  # preference pairs (JSONL) whose chosen replies it fits
+    nll_data: Path = "data/world/prefs_train.jsonl"  # preference pairs whose chosen replies it fits (JSONL), or
+    #                                                  SFT conversations whose assistant turns it fits
     # evaluation and logging
     eval_interval: PositiveInt = 10  # scorecard, sample table and checkpoint every this many iterations
     eval_per_suite: NonNegativeInt = 10  # held-out examples per suite in the periodic scorecard (0: none)

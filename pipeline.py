@@ -1,7 +1,8 @@
 """
 The whole pipeline on the default world in one command, and a report a teacher can hand out.
 
-    python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~27 min CPU
+    python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~15 min CPU
+    python pipeline.py --track=skills         # data/skills -> pretrain -> sft -> grpo -> eval, into out_skills/
     python pipeline.py --stages=eval,report --overwrite=true   # redo only some stages (the others' outputs must exist)
     python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
     python pipeline.py --profile=true        # each stage under profiler.py: where its time went, in the report
@@ -17,6 +18,11 @@ runs), so the pipeline is nothing but the course in order:
     7. eval.py                the behaviour scorecard of every stage on the held-out suites
 Then out_dir/report.md: the scorecard across stages, each stage's key figures, its plots and its time
 (with --profile=true, also where each stage's time went: forward, backward, optimizer, evaluation, ...).
+
+The skills track (--track=skills) runs the same scripts on data/skills (data/skills/prepare.py):
+arithmetic worked column by column and comparisons that need two facts, each also asked for the
+answer alone; GRPO with the verifier (--reward=gold) instead of the reward model, DPO and PPO; and
+eval.py with pass@1..16 on the held-out suites.
 """
 
 import json
@@ -26,15 +32,24 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Annotated, Optional
 
 import torch
 
-from cli import Folder, UserError, parse_config, repo_path, run_main
+from cli import Folder, OneOf, UserError, parse_config, repo_path, run_main
 from metrics import read_metrics
 from run_folder import claim_run_folder
 
-STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"]
-OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "eval"]  # each writes out_dir/<stage>
+STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval", "report"]
+OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval"]  # each writes out_dir/<stage>
+# The two tracks: the alignment story on the default world, and the skills that instruction tuning
+# teaches beyond answering (step-by-step working, reasoning over facts) on the skills track's data
+TRACKS = {
+    "alignment": dict(stages=["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"],
+                      data_dir="data/world", out_dir="out"),
+    "skills": dict(stages=["world", "pretrain", "sft", "grpo", "eval", "report"], data_dir="data/skills",
+                   out_dir="out_skills"),
+}
 # what pipeline.py itself writes into out_dir, beside the stages' folders
 PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pipeline_times.json")
 
@@ -43,7 +58,20 @@ FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_
 # The periodic evaluations of the pipeline's runs, fewer than the scripts make alone (they change
 # no training step): the reward model's val pairs at 0, 550 and 1100 of 1100 steps, DPO's val pairs,
 # KL and scorecard sample at 0, 160 and 320 of 320, PPO's scorecard at 0, 25 and 50 of 50
-PIPELINE_ARGS = {"reward": ["--eval_interval=550"], "dpo": ["--eval_interval=160"], "ppo": ["--eval_interval=25"]}
+PIPELINE_ARGS = {
+    "alignment": {"reward": ["--eval_interval=550"], "dpo": ["--eval_interval=160"], "ppo": ["--eval_interval=25"]},
+    # the skills track's budget (~17 min on 2 CPU cores): 1600 pretraining steps (the column facts,
+    # 4 min), 1200 SFT steps (3 min), 50 GRPO iterations of 32 prompts x 8 replies (6 min): rollouts at
+    # temperature 0.7 (their errors are the model's real doubts, not tail tokens), the NLL of the SFT
+    # demos mixed in (PPO-ptx: without it RL on a few problems wore down the facts of all others)
+    "skills": {"pretrain": ["--max_steps=1600", "--eval_interval=400", "--n_samples=2"],
+               "sft": ["--max_steps=1200", "--eval_interval=600"],
+               "grpo": ["--group_size=8", "--rollout_batch=32", "--minibatch_size=128", "--micro_batch_size=32",
+                        "--temperature=0.7", "--learning_rate=3e-5", "--min_lr=3e-5", "--beta=0.05", "--max_new_tokens=160",
+                        "--max_steps=50", "--eval_interval=25", "--eval_per_suite=50"]},
+}
+# the skills track's held-out suites that eval.py samples 16 times per prompt for pass@1..16
+PASS_SUITES = ["arithmetic_steps", "arithmetic_direct", "compare_steps", "compare_direct"]
 SMOKE_ARGS = {
     "pretrain": FEW_STEPS + ["--n_layer=2", "--n_head=2", "--n_embd=32", "--eval_batches=1", "--n_samples=1",
                              "--sample_tokens=8"],
@@ -52,19 +80,24 @@ SMOKE_ARGS = {
     "dpo": FEW_STEPS + ["--kl_samples=4", "--eval_per_suite=1"],
     "ppo": ["--max_steps=2", "--rollout_batch=4", "--minibatch_size=4", "--micro_batch_size=2",
             "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"],
+    "grpo": ["--max_steps=2", "--rollout_batch=2", "--group_size=2", "--minibatch_size=4", "--micro_batch_size=2",
+             "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"],
     "eval": ["--per_suite=2"],
 }
 
 
 @dataclass
 class PipelineConfig:
-    stages: str = ",".join(STAGES)  # comma-separated stages to run, in pipeline order
-    data_dir: Folder = "data/world"  # the world's files
-    out_dir: Folder = "out"  # each stage writes out_dir/<stage>; the report goes to out_dir/report.md
+    track: Annotated[str, OneOf(tuple(TRACKS))] = "alignment"  # alignment: the default world's story (reward
+    #                         model, DPO, PPO); skills: step-by-step working and reasoning over facts, with GRPO
+    stages: str = ""  # comma-separated stages to run, in pipeline order (empty: every stage of the track)
+    data_dir: Optional[Folder] = None  # the track's files (empty: data/world, or data/skills for the skills track)
+    out_dir: Optional[Folder] = None  # each stage writes out_dir/<stage>, the report out_dir/report.md
+    #                                   (empty: out, or out_skills for the skills track)
     smoke: bool = False  # a few steps per stage with a tiny model: checks that everything runs, in a minute
     overwrite: bool = False  # replace the runs already in out_dir/<stage> (without it, a rerun stops before it starts)
     device: str = "auto"  # passed to every training script
-    world_args: str = ""  # extra options for data/world/prepare.py, space-separated (e.g. "--n_people=100")
+    world_args: str = ""  # extra options for the track's prepare.py, space-separated (e.g. "--n_people=100")
     profile: bool = False  # run each stage under profiler.py; the report shows where each stage's time went
 
 
@@ -79,8 +112,23 @@ def stage_commands(cfg):
     """Each stage's command line (python + script + options), wired output to input."""
     d, o = shown_path(cfg.data_dir), shown_path(cfg.out_dir)
     dev = [f"--device={cfg.device}"] if cfg.device != "auto" else []
-    commands = {
-        "world": ["data/world/prepare.py", f"--out_dir={d}", *cfg.world_args.split()],
+    if cfg.track == "skills":
+        commands = skills_commands(d, o, dev, cfg.world_args.split())
+    else:
+        commands = alignment_commands(d, o, dev, cfg.world_args.split())
+    for stage, args in (SMOKE_ARGS if cfg.smoke else PIPELINE_ARGS[cfg.track]).items():
+        if stage in commands:
+            commands[stage] += args
+    if cfg.overwrite:
+        for stage in OUTPUT_STAGES:
+            if stage in commands:
+                commands[stage].append("--overwrite=true")
+    return commands
+
+
+def alignment_commands(d, o, dev, world_args):
+    return {
+        "world": ["data/world/prepare.py", f"--out_dir={d}", *world_args],
         "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
         "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
                 f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
@@ -93,12 +141,21 @@ def stage_commands(cfg):
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/dpo,{o}/ppo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", *dev],
     }
-    for stage, args in (SMOKE_ARGS if cfg.smoke else PIPELINE_ARGS).items():
-        commands[stage] += args
-    if cfg.overwrite:
-        for stage in OUTPUT_STAGES:
-            commands[stage].append("--overwrite=true")
-    return commands
+
+
+def skills_commands(d, o, dev, world_args):
+    """The skills track: the same scripts on data/skills; GRPO with the verifier instead of the
+    reward model, DPO and PPO; the evaluation with pass@k on the held-out suites."""
+    return {
+        "world": ["data/skills/prepare.py", f"--out_dir={d}", *world_args],
+        "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
+        "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
+                f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
+        "grpo": ["grpo.py", f"--init_from={o}/sft", "--reward=gold", f"--prompts={d}/rl_prompts.jsonl",
+                 "--nll_coef=0.2", f"--nll_data={d}/sft_train.jsonl", f"--out_dir={o}/grpo", *dev],
+        "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/grpo", f"--data_dir={d}",
+                 f"--out_dir={o}/eval", "--pass_at_k=16", f"--pass_suites={','.join(PASS_SUITES)}", *dev],
+    }
 
 
 def run_stage(name, command, log_path, profile=None):
@@ -148,7 +205,7 @@ def final(rows, key, spec=".3f"):
 
 def stage_figures(out):
     """One line of key figures per stage, from its metrics.jsonl."""
-    m = {stage: read_metrics(os.path.join(out, stage)) for stage in ("pretrain", "sft", "reward", "dpo", "ppo")}
+    m = {stage: read_metrics(os.path.join(out, stage)) for stage in ("pretrain", "sft", "reward", "dpo", "ppo", "grpo")}
     figures = {}
     if m["pretrain"]:
         figures["pretrain"] = (f"val loss {span(m['pretrain'], 'val/loss')}; "
@@ -167,11 +224,17 @@ def stage_figures(out):
         figures["ppo"] = (f"rollouts' reward-model score {span(m['ppo'], 'objective/scores', '+.2f', 10)}, gold "
                           f"reward {span(m['ppo'], 'objective/gold_reward', '+.2f', 10)}, KL to SFT per reply "
                           f"{span(m['ppo'], 'objective/kl', '.2f', 10)} (means of the first and last 10 iterations)")
+    if m["grpo"]:
+        figures["grpo"] = (f"rollouts' verifier accuracy {span(m['grpo'], 'objective/accuracy', '.0%', 10)}, KL to "
+                           f"SFT per reply {span(m['grpo'], 'objective/kl', '.2f', 10)} (means of the first and last "
+                           f"10 iterations)")
     return figures
 
 
 PLOTS = [("pretrain", "loss.png"), ("sft", "loss.png"), ("sft", "scorecard.png"), ("reward", "reward.png"),
-         ("dpo", "dpo.png"), ("dpo", "scorecard.png"), ("ppo", "ppo.png"), ("ppo", "scorecard.png")]
+         ("dpo", "dpo.png"), ("dpo", "scorecard.png"), ("ppo", "ppo.png"), ("ppo", "scorecard.png"),
+         ("grpo", "grpo.png"), ("grpo", "scorecard.png"), ("eval", "pass_at_k.png")]
+TITLES = {"alignment": "The pipeline on the built-in world", "skills": "The skills track: step-by-step working"}
 
 
 def time_breakdown(out):
@@ -231,14 +294,14 @@ def write_report(cfg, commands, times):
     with open(timing_path, "w") as f:
         json.dump(times, f)
 
-    lines = ["# The pipeline on the built-in world", "",
+    lines = [f"# {TITLES[cfg.track]}", "",
              run_provenance() + f" Total time {sum(times.values()) / 60:.1f} min."
              + (" SMOKE RUN (tiny models)." if cfg.smoke else ""),
              "", "## What each stage taught: held-out behaviour scorecard", "",
              "Share of right replies per behaviour on the world's held-out suites (greedy, tools on); the base "
              "model (pretrain) is probed with completions where a behaviour allows it.", "", table, "",
              "## Stages", "", "| stage | time | key figures | command |", "|---|---:|---|---|"]
-    for stage in STAGES[:-1]:
+    for stage in TRACKS[cfg.track]["stages"][:-1]:
         t = f"{times[stage] / 60:.1f} min" if stage in times else "-"
         lines.append(f"| {stage} | {t} | {figures.get(stage, '')} | `python {' '.join(commands[stage])}` |")
     lines += ["", "## Plots", ""]
@@ -257,10 +320,14 @@ def write_report(cfg, commands, times):
 
 def main():
     cfg = parse_config(PipelineConfig, description=__doc__)
-    stages = cfg.stages.split(",")
-    unknown = [s for s in stages if s not in STAGES]
+    track = TRACKS[cfg.track]
+    cfg.data_dir = cfg.data_dir or repo_path(track["data_dir"])
+    cfg.out_dir = cfg.out_dir or repo_path(track["out_dir"])
+    stages = cfg.stages.split(",") if cfg.stages else track["stages"]
+    unknown = [s for s in stages if s not in track["stages"]]
     if unknown:
-        raise UserError(f"unknown stage(s) {', '.join(unknown)}; the stages are {','.join(STAGES)}")
+        raise UserError(f"unknown stage(s) {', '.join(unknown)} for --track={cfg.track}; its stages are "
+                        f"{','.join(track['stages'])}")
     # out_dir holds the stages' folders and the pipeline's own report, times and logs: like a run
     # that resumes, an earlier pipeline's are kept (a partial rerun reads them), and each stage
     # asked for must not hold a run unless it is to be replaced (its script replaces it)
@@ -272,7 +339,7 @@ def main():
                         f"--out_dir")
     out_folder.begin()
     commands, times = stage_commands(cfg), {}
-    for stage in STAGES[:-1]:
+    for stage in track["stages"][:-1]:
         if stage in stages:
             profile = os.path.join(cfg.out_dir, f"{stage}.profile.json") if cfg.profile else None
             times[stage] = run_stage(stage, commands[stage], os.path.join(cfg.out_dir, f"{stage}.log"), profile)

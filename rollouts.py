@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from checkpoint import load_model
 from cli import UserError, check_default_follows
 from data.world.prepare import ensure_world
-from data_formats import load_preferences, read_jsonl
+from data_formats import load_conversations, load_preferences, read_jsonl
 from evaluation import check_world_row, has_category
 from generation import describe, respond
 from model import token_logprobs
@@ -104,11 +104,17 @@ def drop_long_prompts(rows, tokenizer, block_size, max_new_tokens, path, rt):
 
 
 def load_nll_examples(cfg, tokenizer, block_size, rt):
-    """The chosen replies of cfg.nll_data's preference pairs, as (ids, loss mask on the reply), for
-    the NLL term; the world's pairs only go with the world's prompts."""
+    """The replies the NLL term fits, as (ids, loss mask on the reply): the chosen replies of
+    cfg.nll_data's preference pairs, or the assistant turns of its SFT conversations (rows with
+    "messages"); the world's pairs only go with the world's prompts."""
     check_default_follows(cfg, "prompts", "nll_data", "--nll_coef=0 to train without the NLL term")
     path, nll_coef = cfg.nll_data, cfg.nll_coef
     ensure_world(path)
+    first = next((row for _, row in read_jsonl(path)), None)
+    if isinstance(first, dict) and "messages" in first:
+        examples, report = load_conversations(path, tokenizer, block_size)
+        rt.print(f"{report}: their assistant turns enter the loss with weight nll_coef={nll_coef}")
+        return examples
     pairs, report = load_preferences(path, tokenizer, block_size)
     rt.print(f"{report}: their chosen replies enter the loss with weight nll_coef={nll_coef}")
     return [p["chosen"] for p in pairs]

@@ -332,6 +332,30 @@ def test_pipeline_smoke_run_writes_the_report(tmp_path):
     assert set(times) == {"world", "pretrain", "sft", "reward", "dpo", "ppo", "eval"}
 
 
+def test_skills_track_smoke_run_writes_its_report(tmp_path):
+    """pipeline.py --track=skills: data/skills/prepare.py -> pretrain -> sft -> grpo (the verifier's
+    reward) -> eval with pass@k, and the report with the skills suites and the pass@k table."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--track=skills", "--smoke=True",
+                           f"--data_dir={tmp_path / 'skills'}", f"--out_dir={out}", "--device=cpu",
+                           "--world_args=--pretrain_docs=1500 --val_docs=100 --vocab_size=400 --sft_examples=200 "
+                           "--sft_val_examples=20 --rl_prompts=64 --eval_per_suite=4"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert report.startswith("# The skills track")
+    for stage in ["pretrain", "sft", "grpo"]:
+        assert f"| {stage} |" in report and f"--out_dir={out}/{stage}" in report
+    assert "--reward=gold" in report and "| reward |" not in report and "| dpo |" not in report
+    for row in ("arithmetic, worked step by step", "arithmetic, answer only (same problems)",
+                "comparisons, facts stated first", "comparisons, answer only (same pairs)"):
+        assert f"| {row} |" in report
+    assert "| arithmetic_steps, pass@16 |" in report and "| compare_direct, pass@1 |" in report
+    assert "![eval pass_at_k.png](eval/pass_at_k.png)" in report and (out / "eval" / "pass_at_k.png").exists()
+    times = json.loads((out / "pipeline_times.json").read_text())
+    assert set(times) == {"world", "pretrain", "sft", "grpo", "eval"}
+
+
 def test_pipeline_stops_at_a_failing_stage_with_its_log(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--stages=sft,report",
                            f"--out_dir={tmp_path}", "--device=cpu"], capture_output=True, text=True)

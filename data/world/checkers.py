@@ -15,6 +15,7 @@ The scorecard and the gold reward that build on these scores live in evaluation.
 import re
 from decimal import Decimal
 
+from data.skills.checkers import column_right, compare_right
 from data.world.words import (ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS,
                               STYLES)
 from data.world.world import values_of
@@ -32,7 +33,8 @@ LEAK_MARKERS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|tool_call|>", 
 MAIN_BEHAVIOUR = {"knowledge": "knowledge", "arithmetic": "arithmetic", "tool": "tool", "code": "code",
                   "persona": "persona", "memory": "memory", "harmful": "refusal", "harmless": "helpful",
                   "unknown": "honest", "private": "privacy", "premise": "premise", "math": "math",
-                  "bias": "unbiased", "pronoun": "pronoun"}
+                  "bias": "unbiased", "pronoun": "pronoun",
+                  "column": "column_arithmetic", "compare": "comparison"}
 
 
 def final_text(reply):
@@ -156,6 +158,10 @@ def score(example, reply, ended=True):
     elif category == "pronoun":  # a named person of the world: their own pronoun, which is a fact
         s["pronoun"] = int(bool(gendered_words(content, info["pron"]))
                            and not gendered_words(everything, OTHER_PRONOUN[info["pron"]]))
+    elif category == "column":  # the skills track's worked or direct arithmetic: the final number
+        s["column_arithmetic"] = int(column_right(info, content))
+    elif category == "compare":  # the skills track's comparisons: the conclusion
+        s["comparison"] = int(compare_right(info, content))
     elif category == "math":  # a verifier, as in RL on GSM8K: the reply's last number is its answer
         s["math"] = int(same_number(final_number(content), info["answer"]))
     else:

@@ -1,0 +1,75 @@
+"""
+The skills track's chats: SkillsMaker builds one example of each kind (a column-arithmetic problem
+or a comparison of two people, each asked for the steps or for just the answer, and a plain
+question about a person's fact), with the reply a good assistant gives and `info`, what the
+checker needs (data/skills/checkers.py). The SFT demos are drawn from it; prompts.py draws the RL
+prompts and the held-out suites from it too.
+"""
+
+from data.skills.columns import OPS, calc, direct_text, heldout_problem, training_problem, worked_text
+from data.skills.comparisons import (DIRECT_ASK, KINDS, QUESTIONS, STEPS_ASK, answer, direct_reply, random_pair,
+                                     stepped_reply)
+from data.world.chats import ChatMaker, Example, assistant, draw_category, user
+from data.world.world import rng_for
+
+ARITHMETIC_STEPS_ASK = ["What is {a} {op} {b}? Work it out step by step.", "Work out {a} {op} {b} column by column.",
+                        "Calculate {a} {opword} {b}, showing your working."]
+ARITHMETIC_DIRECT_ASK = ["What is {a} {op} {b}? Just the number.", "Calculate {a} {opword} {b}. Give only the result.",
+                         "{a} {op} {b} = ? Answer directly."]
+# the base model is probed with the text that pretraining's worked pages and answer lists start with
+PROBES = {"steps": "Work out {a} {op} {b}.\n", "direct": "{a} {op} {b} ="}
+
+
+class SkillsMaker:
+    """Builds the track's examples: training problems and pairs, or held-out ones (heldout=True)."""
+
+    def __init__(self, world, rng):
+        self.world, self.rng = world, rng
+        self.knowledge_maker = ChatMaker(world, rng, "train")
+
+    def column(self, form, problem=None, heldout=False, digits=(2, 3)):
+        """A column-arithmetic problem asked for its steps (form "steps") or its result ("direct")."""
+        rng = self.rng
+        a, op, b = problem or (heldout_problem(rng, digits) if heldout else training_problem(rng))
+        ask = rng.choice(ARITHMETIC_STEPS_ASK if form == "steps" else ARITHMETIC_DIRECT_ASK)
+        reply = worked_text(a, op, b) if form == "steps" else direct_text(a, op, b)
+        info = dict(category="column", form=form, problem=f"{a} {op} {b}", answer=str(calc(a, op, b)),
+                    probe=PROBES[form].format(a=a, op=op, b=b))
+        return Example([user(ask.format(a=a, op=op, b=b, opword=OPS[op]))], [assistant(reply)], info)
+
+    def compare(self, form, kind=None, pair=None, heldout=False):
+        """A question about two people of the world that needs a fact of each ("Who is older, X or Y?")."""
+        rng = self.rng
+        kind = kind or rng.choice(KINDS)
+        x, y = pair or random_pair(rng, self.world.seen, kind, heldout)
+        question = rng.choice(QUESTIONS[kind]).format(x=x.name, y=y.name)
+        ask = rng.choice(STEPS_ASK if form == "steps" else DIRECT_ASK).format(question=question)
+        reply = stepped_reply(kind, x, y) if form == "steps" else direct_reply(kind, x, y)
+        info = dict(category="compare", form=form, kind=kind, people=[x.name, y.name], answer=answer(kind, x, y))
+        return Example([user(ask)], [assistant(reply)], info)
+
+    def knowledge(self):
+        """A plain question about one fact of a person, answered from memory (the world's demo):
+        the recall each comparison is built from."""
+        return self.knowledge_maker.knowledge()
+
+
+SFT_MIX = {"arithmetic_steps": 0.35, "arithmetic_direct": 0.12, "compare_steps": 0.3, "compare_direct": 0.1,
+           "knowledge": 0.13}
+
+
+def make_example(maker, category):
+    return {"arithmetic_steps": lambda: maker.column("steps"), "arithmetic_direct": lambda: maker.column("direct"),
+            "compare_steps": lambda: maker.compare("steps"), "compare_direct": lambda: maker.compare("direct"),
+            "knowledge": maker.knowledge}[category]()
+
+
+def sft_conversations(world, n, cfg, split):
+    """The track's SFT demos: clean (the alignment story's planted flaws belong to the other track)."""
+    rng = rng_for(cfg.seed, f"skills/sft/{split}")
+    maker = SkillsMaker(world, rng)
+    rows = []
+    for _ in range(n):
+        example = make_example(maker, draw_category(rng, SFT_MIX))
+        rows.append({"messages": example.prompt + example.reply, "category": example.info["category"]})
+    return rows

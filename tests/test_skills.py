@@ -1,0 +1,211 @@
+"""The skills track's data (data/skills): every worked line re-derived from integer arithmetic,
+every comparison checked against the world's facts, the checkers on hand-written replies, and no
+held-out problem or pair in any training file."""
+
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+
+from data.skills.checkers import column_right, compare_right
+from data.skills.columns import is_heldout_problem, random_problem, worked_lines
+from data.skills.comparisons import COUNTRY, is_heldout_pair
+from data.skills.prepare import SkillsConfig, prepare
+from data.world.checkers import score
+from data_formats import read_jsonl, read_meta
+from tokenizer import Tokenizer
+
+LINE = re.compile(r"^(\d+) ([-+*]) (\d+): (\d+) [-+*] (\d) [-+] (\d) = (\d+), write (\d) (carry|borrow) (\d), "
+                  r"so far (\d+)$")
+
+
+@pytest.fixture(scope="module")
+def skills(tmp_path_factory):
+    """The track's files at their default sizes (what the pipeline trains on), in a temporary folder."""
+    out = tmp_path_factory.mktemp("skills")
+    world = prepare(SkillsConfig(out_dir=str(out)), verbose=False)
+    return out, world
+
+
+def rederive(a, op, b, lines):
+    """Check a worked reply line by line against integer arithmetic, without the generator's code:
+    line i holds the operands without their last i digits, the digits of column i, the carry or
+    borrow out of column i - 1, the digit of the answer at column i and its lower digits so far."""
+    answer = a + b if op == "+" else a - b if op == "-" else a * b
+    *columns, last = lines
+    assert last == f"So {a} {op} {b} = {answer}."
+    carry = 0
+    for i, line in enumerate(columns):
+        top, shown_op, bottom, x, y, carry_in, total, digit, word, carry_out, so_far = LINE.match(line).groups()
+        assert shown_op == op and int(top) == a // 10 ** i
+        assert int(bottom) == (b if op == "*" else b // 10 ** i)
+        assert int(carry_in) == carry and int(y) == (b if op == "*" else b // 10 ** i % 10)
+        if op == "+":
+            assert int(x) == a // 10 ** i % 10 and int(total) == int(x) + int(y) + carry
+            carry = int(total) // 10
+        elif op == "*":
+            assert int(x) == a // 10 ** i % 10 and int(total) == int(x) * int(y) + carry
+            carry = int(total) // 10
+        else:  # a borrow shows the ten it borrowed: 13 - 8 - 0 = 5, borrow 1
+            column = a // 10 ** i % 10
+            borrowed = column - int(y) - carry < 0
+            assert int(x) == column + 10 * borrowed and int(total) == int(x) - int(y) - carry
+            carry = int(borrowed)
+        assert word == ("borrow" if op == "-" else "carry") and int(carry_out) == carry
+        assert int(digit) == int(total) % 10
+        assert so_far == str(answer % 10 ** (i + 1)).zfill(i + 1)
+    assert carry == 0 and answer < 10 ** len(columns)
+
+
+def test_every_worked_line_is_integer_arithmetic():
+    rng = random.Random(0)
+    problems = [random_problem(rng) for _ in range(3000)] + [random_problem(rng, (4,)) for _ in range(300)]
+    problems += [(999, "+", 999), (100, "-", 99), (999, "*", 9), (10, "-", 10), (10, "*", 2)]
+    for a, op, b in problems:
+        rederive(a, op, b, worked_lines(a, op, b))
+
+
+def test_every_demo_is_right(skills):
+    """Every worked demo re-derived, every comparison demo read back against the world's people."""
+    out, world = skills
+    people = {p.name: p for p in world.people}
+    counts = {"column": 0, "compare": 0}
+    for path in ("sft_train.jsonl", "sft_val.jsonl"):
+        for _, row in read_jsonl(out / path):
+            question, reply = row["messages"][0]["content"], row["messages"][-1]["content"]
+            if row["category"] == "column":
+                a, op, b = re.search(r"(\d+) ([-+*]|plus|minus|times) (\d+)", question).groups()
+                op = {"plus": "+", "minus": "-", "times": "*"}.get(op, op)
+                if "\n" in reply:
+                    rederive(int(a), op, int(b), reply.split("\n"))
+                else:
+                    assert reply == f"{a} {op} {b} = {eval_int(int(a), op, int(b))}."
+            elif row["category"] == "compare":
+                check_comparison(question, reply, people)
+            counts[row["category"]] = counts.get(row["category"], 0) + 1
+    assert counts["column"] > 4000 and counts["compare"] > 3000
+
+
+def eval_int(a, op, b):
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def check_comparison(question, reply, people):
+    x, y = [name for name in people if name in question]  # every person's name is two unique words
+    if question.index(x) > question.index(y):
+        x, y = y, x
+    px, py = people[x], people[y]
+    if "country" in question:
+        same = COUNTRY[px.city] == COUNTRY[py.city]
+        if reply.startswith(x):
+            assert reply.startswith(f"{x} was born in {px.city}, in {COUNTRY[px.city]}, and {y} was born in {py.city}, "
+                                    f"in {COUNTRY[py.city]}, so ")
+        assert reply.split(", so ")[-1].lower().startswith("yes" if same else "no")
+        return
+    older = x if px.year < py.year else y
+    right = older if "older" in question else (y if older == x else x)
+    if reply.startswith(f"{x} was born"):
+        deciding = min(px.year, py.year) if "older" in question else max(px.year, py.year)
+        assert reply.startswith(f"{x} was born in {px.year} and {y} was born in {py.year}; {deciding} is ")
+    assert reply.split(", so ")[-1] in (f"{right} is older.", f"{right} is younger.")
+    assert px.year != py.year
+
+
+def test_checkers_read_the_final_answer():
+    info = {"category": "column", "form": "steps", "problem": "47 + 38", "answer": "85"}
+    right = "47 + 38: 7 + 8 + 0 = 15, write 5 carry 1, so far 5\n4 + 3: 4 + 3 + 1 = 8, write 8 carry 0, so far 85\n" \
+            "So 47 + 38 = 85."
+    wrong_step_right_answer = right.replace("7 + 8 + 0 = 15", "7 + 8 + 0 = 14")
+    right_steps_wrong_answer = right.replace("So 47 + 38 = 85.", "So 47 + 38 = 86.")
+    assert column_right(info, right) and column_right(info, wrong_step_right_answer)
+    assert not column_right(info, right_steps_wrong_answer)
+    assert column_right(info, "85.") and not column_right(info, "I can't say.") and not column_right(info, "805")
+    assert score({"info": info}, right)["column_arithmetic"] == 1
+
+    older = {"category": "compare", "kind": "older", "people": ["Kalo Mira", "Tendo Ravel"], "answer": "Kalo Mira"}
+    assert compare_right(older, "Kalo Mira was born in 1956 and Tendo Ravel in 1969; 1956 is earlier, so Kalo Mira "
+                                "is older.")
+    assert compare_right(older, "Kalo Mira is older.")
+    # wrong facts, right conclusion: the checker reads the conclusion only (as the README says)
+    assert compare_right(older, "Kalo Mira was born in 1990 and Tendo Ravel in 1969, so Kalo Mira is older.")
+    assert not compare_right(older, "Kalo Mira was born in 1956 and Tendo Ravel in 1969; 1956 is earlier, so "
+                                    "Tendo Ravel is older.")
+    assert not compare_right(older, "Kalo Mira or Tendo Ravel is older.")  # both named: no answer
+    assert not compare_right(older, "Kalo is older.")  # a part of the name is not the person
+    country = {"category": "compare", "kind": "country", "people": ["A B", "C D"], "answer": "no"}
+    assert compare_right(country, "A B was born in Vessa, in Varda, and C D in Dunmar, in Osterland, so no, they "
+                                  "were born in different countries.")
+    assert compare_right(country, "No.") and not compare_right(country, "Yes, they were both born in Varda.")
+    assert not compare_right(country, "Yes or no.")
+    assert score({"info": country}, "No.")["comparison"] == 1
+
+
+def training_texts(out):
+    """Every training file's text: the pretraining stream decoded, and every message of the SFT
+    demos and RL prompts."""
+    meta = read_meta(str(out))
+    tokenizer = Tokenizer(meta["tokenizer"])
+    ids = np.fromfile(out / "train.bin", dtype=np.uint16)
+    texts = {"train.bin": tokenizer.decode(ids.tolist())}
+    for path in ("sft_train.jsonl", "sft_val.jsonl", "rl_prompts.jsonl", "rl_prompts_direct.jsonl"):
+        texts[path] = "\n".join(m["content"] for _, row in read_jsonl(out / path)
+                                for m in row.get("messages", row.get("prompt")))
+    return texts
+
+
+ASKED = [re.compile(p) for p in (r"(?<!\d)(\d+) ([-+*]) (\d+) =", r"(?<!\d)(\d+) ([-+*]) (\d+)[.?]",
+                                 r"(?<!\d)(\d+) (plus|minus|times) (\d+)(?!\d)", r"Work out (\d+) ([-+*]) (\d+)(?!\d)")]
+SYMBOL = {"plus": "+", "minus": "-", "times": "*"}
+
+
+def asked_problems(text):
+    """Every problem that text asks, answers or works whole: "347 + 85 =", "347 + 85?", "347 plus 85",
+    "Work out 347 + 85". The operands left on a worked line ("34 + 8: ...") are not asked, and a
+    column fact ("7 + 5 + 0 = 12") is not a problem (one-digit operands)."""
+    found = set()
+    for pattern in ASKED:
+        for a, op, b in pattern.findall(text):
+            if int(a) >= 10 and (int(b) >= 10 or op in ("*", "times")):
+                found.add((int(a), SYMBOL.get(op, op), int(b)))
+    return found
+
+
+def test_no_heldout_problem_or_pair_in_any_training_file(skills):
+    out, world = skills
+    texts = training_texts(out)
+    asked = {name: asked_problems(text) for name, text in texts.items()}
+    for name, problems in asked.items():
+        assert len(problems) >= 50 and not [p for p in problems if is_heldout_problem(*p)], name
+    people = {p.name: p for p in world.people}
+    for _, row in read_jsonl(out / "eval.jsonl"):
+        info = row["info"]
+        if info["category"] == "column":
+            a, op, b = info["problem"].split()
+            problem = (int(a), op, int(b))
+            assert is_heldout_problem(*problem) or row["suite"] == "arithmetic_practised"
+            if row["suite"] != "arithmetic_practised":
+                assert not any(problem in problems for problems in asked.values()), info["problem"]
+        elif info["category"] == "compare":
+            x, y = info["people"]
+            assert is_heldout_pair(people[x], people[y])
+            # the chats ask about pairs; pretraining's stories meet two people but compare nobody
+            for name in ("sft_train.jsonl", "sft_val.jsonl", "rl_prompts.jsonl"):
+                assert not any(x in line and y in line for line in texts[name].split("\n")), (name, x, y)
+    assert not re.search(r"is (older|younger)|same country", texts["train.bin"])
+
+
+def test_suites_ask_the_same_problems_and_pairs_in_both_forms(skills):
+    out, _ = skills
+    suites = {}
+    for _, row in read_jsonl(out / "eval.jsonl"):
+        suites.setdefault(row["suite"], []).append(row["info"])
+    assert [i["problem"] for i in suites["arithmetic_steps"]] == [i["problem"] for i in suites["arithmetic_direct"]]
+    assert [(i["kind"], i["people"]) for i in suites["compare_steps"]] == \
+        [(i["kind"], i["people"]) for i in suites["compare_direct"]]
+    for suite, infos in suites.items():  # knowledge_seen asks the 48 seen people's two facts (96)
+        distinct = len({json.dumps(i, sort_keys=True) for i in infos})
+        assert len(infos) == 100 and distinct == (96 if suite == "knowledge_seen" else 100), suite
+    assert all(len(i["problem"].split()[0]) == 4 for i in suites["arithmetic_longer"])
+    assert {i["kind"] for i in suites["compare_steps"]} == {"older", "younger", "country"}
