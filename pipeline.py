@@ -2,7 +2,7 @@
 The whole pipeline on the default world in one command, and a report a teacher can hand out.
 
     python pipeline.py                        # world -> pretrain -> sft -> reward -> dpo -> ppo -> eval, ~15 min CPU
-    python pipeline.py --track=skills         # data/skills -> pretrain -> sft -> grpo -> eval, into out_skills/
+    python pipeline.py --track=skills         # data/skills -> pretrain -> sft -> grpo -> eval, ~20 min, out_skills/
     python pipeline.py --stages=eval,report --overwrite=true   # redo only some stages (the others' outputs must exist)
     python pipeline.py --smoke=True --out_dir=out/smoke   # every stage for a few steps with a tiny model, ~1 min
     python pipeline.py --profile=true        # each stage under profiler.py: where its time went, in the report
@@ -310,6 +310,8 @@ def write_report(cfg, commands, times):
             lines.append(f"![{stage} {name}]({stage}/{name})")
     if os.path.exists(os.path.join(out, "ppo", "samples.md")):
         lines += ["", "PPO rollouts with their reward-model and gold scores: [ppo/samples.md](ppo/samples.md)."]
+    if os.path.exists(os.path.join(out, "grpo", "samples.md")):
+        lines += ["", "GRPO rollouts with their scores: [grpo/samples.md](grpo/samples.md)."]
     lines += time_breakdown(out)
     path = os.path.join(out, "report.md")
     with open(path + ".tmp", "w") as f:

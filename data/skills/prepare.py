@@ -27,9 +27,9 @@ from cli import parse_config, run_main  # noqa: E402
 from data_formats import write_jsonl, write_token_streams  # noqa: E402
 from data.skills.chats import sft_conversations  # noqa: E402
 from data.skills.pretraining import skills_documents  # noqa: E402
+from data.world.pretraining import token_streams  # noqa: E402
 from data.skills.prompts import EVAL_SUITES, direct_rl_prompts, eval_suites, rl_prompts  # noqa: E402
 from data.world.world import encyclopedia, make_world, rng_for  # noqa: E402
-from tokenizer import Tokenizer, train_bpe  # noqa: E402
 
 SKILLS_DIR = os.path.dirname(os.path.abspath(__file__))
 FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl", "rl_prompts.jsonl",
@@ -64,12 +64,7 @@ def prepare(cfg, verbose=True):
     train_docs = skills_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "skills/pretrain/train"),
                                   PRETRAIN_MIX)
     val_docs = skills_documents(world, cfg.val_docs, rng_for(cfg.seed, "skills/pretrain/val"), PRETRAIN_MIX)
-    tokenizer = Tokenizer({"kind": "bpe", "merges": train_bpe("\n\n".join(train_docs), cfg.vocab_size,
-                                                              split="gpt2-digits"), "split": "gpt2-digits"})
-
-    def stream(docs):
-        return [t for ids in tokenizer.enc.encode_ordinary_batch(docs, num_threads=1) for t in ids + [tokenizer.eot]]
-    train_ids, val_ids = stream(train_docs), stream(val_docs)
+    tokenizer, train_ids, val_ids, _ = token_streams(train_docs, val_docs, cfg.vocab_size)
     say(f"pretraining: {len(train_docs):,} documents, {sum(map(len, train_docs)) / 1e6:.1f} MB of text, "
         f"BPE of {tokenizer.n_vocab} tokens -> {len(train_ids):,} train / {len(val_ids):,} val tokens")
     write_jsonl(os.path.join(out, "sft_train.jsonl"), sft_conversations(world, cfg.sft_examples, cfg, "train"))

@@ -134,11 +134,17 @@ def pretraining_documents(world, n_docs, rng):
 
 
 def pretraining_streams(world, cfg):
-    """Train and val documents -> a BPE trained on the train text -> token streams with an
-    <|endoftext|> after each document (GPT-2's document separator)."""
+    """The world's train and val documents as token streams (see token_streams)."""
     train_docs = pretraining_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "pretrain/train"))
     val_docs = pretraining_documents(world, cfg.val_docs, rng_for(cfg.seed, "pretrain/val"))
-    merges = train_bpe("\n\n".join(train_docs), cfg.vocab_size, split="gpt2-digits")
+    return token_streams(train_docs, val_docs, cfg.vocab_size)
+
+
+def token_streams(train_docs, val_docs, vocab_size):
+    """Train and val documents -> a BPE trained on the train text (digits one token each) -> token
+    streams with an <|endoftext|> after each document (GPT-2's document separator).
+    Returns (tokenizer, train ids, val ids, train documents)."""
+    merges = train_bpe("\n\n".join(train_docs), vocab_size, split="gpt2-digits")
     tokenizer = Tokenizer({"kind": "bpe", "merges": merges, "split": "gpt2-digits"})
 
     def stream(docs):
