@@ -15,6 +15,7 @@ from data.skills.comparisons import COUNTRY, is_heldout_pair
 from data.skills.prepare import SkillsConfig, prepare
 from data.world.checkers import score
 from data_formats import read_jsonl, read_meta
+from evaluation import load_suites, reply_budget
 from tokenizer import Tokenizer
 
 LINE = re.compile(r"^(\d+) ([-+*]) (\d+): (\d+) [-+*] (\d) [-+] (\d) = (\d+), write (\d) (carry|borrow) (\d), "
@@ -209,3 +210,19 @@ def test_suites_ask_the_same_problems_and_pairs_in_both_forms(skills):
         assert len(infos) == 100 and distinct == (96 if suite == "knowledge_seen" else 100), suite
     assert all(len(i["problem"].split()[0]) == 4 for i in suites["arithmetic_longer"])
     assert {i["kind"] for i in suites["compare_steps"]} == {"older", "younger", "country"}
+
+
+def test_reply_budget_fits_the_worked_replies_and_leaves_the_world_at_96(skills, small_world):
+    """The scorecard gives a suite's replies room for its longest reference reply: every worked
+    problem fits (so none is cut off and marked wrong), and every world suite keeps the 96 tokens
+    its scorecard was always measured with."""
+    out, _ = skills
+    for folder, longest_allowed in ((out, None), (small_world, 96)):
+        tokenizer = Tokenizer(read_meta(str(folder))["tokenizer"])
+        for suite, rows in load_suites(str(folder)).items():
+            budget = reply_budget(tokenizer, rows)
+            longest = max(len(tokenizer.encode(r["reference"][-1]["content"])) for r in rows)
+            assert budget >= longest + 1, suite  # the reply and its end-of-turn token
+            if longest_allowed:
+                assert budget == longest_allowed, suite
+    assert reply_budget(tokenizer, rows, max_new_tokens=40) == 40

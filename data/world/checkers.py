@@ -1,7 +1,9 @@
 """
 Rule-based checkers for the world: they score any reply to any prompt the world generated,
 because every example carries `info`, what the generator knew to be right. Math word problems
-(GSM8K, data/gsm8k/, category "math") are scored the same way, by a verifier of the final number.
+(GSM8K, data/gsm8k/, category "math") are scored the same way, by a verifier of the final number,
+and so are the skills track's worked arithmetic and comparisons (categories "column" and
+"compare", data/skills/checkers.py).
 
     score(example, reply, ended=True) -> {behaviour: 0 or 1}
 
