@@ -352,12 +352,12 @@ def pass_at_k(n, c, k):
 def right_counts(model, tokenizer, rows, n, tools, rt, batch_size=64, max_new_tokens=None, seed=1337):
     """For each prompt, how many of n replies sampled at temperature 1 the world's checker accepts."""
     generator = torch.Generator(device=rt.device).manual_seed(seed)
+    budget = reply_budget(tokenizer, rows, max_new_tokens)
     per_batch = max(1, batch_size // n)  # prompts per batch: each is repeated n times
     counts = []
     for i in range(0, len(rows), per_batch):
         batch = [row for row in rows[i:i + per_batch] for _ in range(n)]  # (prompts * n) rows, a prompt's n together
-        replies = respond(model, tokenizer, [r["prompt"] for r in batch], reply_budget(tokenizer, rows, max_new_tokens),
-                          temperature=1.0,
+        replies = respond(model, tokenizer, [r["prompt"] for r in batch], budget, temperature=1.0,
                           tools=tools, generator=generator)
         hits = [is_right(row, reply) for row, reply in zip(batch, replies)]
         counts += [sum(hits[j:j + n]) for j in range(0, len(hits), n)]
