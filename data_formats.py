@@ -149,6 +149,21 @@ def open_token_stream(data_dir, split, meta):
 # ----------------------------------------------------------------------------- conversations (SFT)
 
 
+def holds_conversations(path):
+    """Whether a JSONL file holds conversations (its first row has "messages"), from its first
+    line only; a file that cannot say is left to the loader, which names what is wrong."""
+    if not os.path.isfile(path):
+        return False
+    for _, line in text_lines(path):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                return False
+            return isinstance(row, dict) and "messages" in row
+    return False
+
+
 def load_conversations(path, tokenizer, max_tokens):
     """Conversations JSONL -> ([(ids, loss_mask)], report), each at most max_tokens long (the
     model's context). Rule for long examples: dropped, not truncated (a truncated chat would teach

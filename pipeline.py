@@ -46,9 +46,9 @@ OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval"]  # e
 # teaches beyond answering (step-by-step working, reasoning over facts) on the skills track's data
 TRACKS = {
     "alignment": dict(stages=["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"],
-                      data_dir="data/world", out_dir="out"),
-    "skills": dict(stages=["world", "pretrain", "sft", "grpo", "eval", "report"], data_dir="data/skills",
-                   out_dir="out_skills"),
+                      prepare="data/world/prepare.py", data_dir="data/world", out_dir="out"),
+    "skills": dict(stages=["world", "pretrain", "sft", "grpo", "eval", "report"], prepare="data/skills/prepare.py",
+                   data_dir="data/skills", out_dir="out_skills"),
 }
 # what pipeline.py itself writes into out_dir, beside the stages' folders
 PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pipeline_times.json")
@@ -60,15 +60,15 @@ FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_
 # KL and scorecard sample at 0, 160 and 320 of 320, PPO's scorecard at 0, 25 and 50 of 50
 PIPELINE_ARGS = {
     "alignment": {"reward": ["--eval_interval=550"], "dpo": ["--eval_interval=160"], "ppo": ["--eval_interval=25"]},
-    # the skills track's budget (~17 min on 2 CPU cores): 1600 pretraining steps (the column facts,
-    # 4 min), 1200 SFT steps (3 min), 50 GRPO iterations of 32 prompts x 8 replies (6 min): rollouts at
-    # temperature 0.7 (their errors are the model's real doubts, not tail tokens), the NLL of the SFT
-    # demos mixed in (PPO-ptx: without it RL on a few problems wore down the facts of all others)
+    # the skills track's budget (about 20 min on 2 CPU cores, README): 1600 pretraining steps (the
+    # column facts, 4 min), 1200 SFT steps (3 min), 50 GRPO iterations of 32 prompts x 8 replies
+    # (7-11 min): rollouts at temperature 0.7, so that their errors are the model's real doubts
+    # rather than tail tokens, with the SFT demos' NLL mixed in (PPO-ptx) to hold the column facts
     "skills": {"pretrain": ["--max_steps=1600", "--eval_interval=400", "--n_samples=2"],
                "sft": ["--max_steps=1200", "--eval_interval=600"],
                "grpo": ["--group_size=8", "--rollout_batch=32", "--minibatch_size=128", "--micro_batch_size=32",
-                        "--temperature=0.7", "--learning_rate=3e-5", "--min_lr=3e-5", "--beta=0.05", "--max_new_tokens=160",
-                        "--max_steps=50", "--eval_interval=25", "--eval_per_suite=50"]},
+                        "--temperature=0.7", "--learning_rate=3e-5", "--min_lr=3e-5", "--beta=0.05",
+                        "--max_new_tokens=160", "--max_steps=50", "--eval_interval=25", "--eval_per_suite=50"]},
 }
 # the skills track's held-out suites that eval.py samples 16 times per prompt for pass@1..16
 PASS_SUITES = ["arithmetic_steps", "arithmetic_direct", "compare_steps", "compare_direct"]
@@ -109,13 +109,17 @@ def shown_path(path):
 
 
 def stage_commands(cfg):
-    """Each stage's command line (python + script + options), wired output to input."""
+    """Each stage's command line (python + script + options), wired output to input: the data,
+    pretraining and SFT as in every track, then the track's own stages."""
     d, o = shown_path(cfg.data_dir), shown_path(cfg.out_dir)
     dev = [f"--device={cfg.device}"] if cfg.device != "auto" else []
-    if cfg.track == "skills":
-        commands = skills_commands(d, o, dev, cfg.world_args.split())
-    else:
-        commands = alignment_commands(d, o, dev, cfg.world_args.split())
+    commands = {
+        "world": [TRACKS[cfg.track]["prepare"], f"--out_dir={d}", *cfg.world_args.split()],
+        "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
+        "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
+                f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
+        **(skills_commands if cfg.track == "skills" else alignment_commands)(d, o, dev),
+    }
     for stage, args in (SMOKE_ARGS if cfg.smoke else PIPELINE_ARGS[cfg.track]).items():
         if stage in commands:
             commands[stage] += args
@@ -126,12 +130,9 @@ def stage_commands(cfg):
     return commands
 
 
-def alignment_commands(d, o, dev, world_args):
+def alignment_commands(d, o, dev):
+    """The alignment track after SFT: the reward model, DPO and PPO from the SFT model."""
     return {
-        "world": ["data/world/prepare.py", f"--out_dir={d}", *world_args],
-        "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
-        "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
-                f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
         "reward": ["reward.py", f"--init_from={o}/sft", f"--data={d}/prefs_train.jsonl",
                    f"--val_data={d}/prefs_val.jsonl", f"--out_dir={o}/reward", *dev],
         "dpo": ["dpo.py", f"--init_from={o}/sft", f"--data={d}/prefs_train.jsonl", f"--val_data={d}/prefs_val.jsonl",
@@ -143,14 +144,10 @@ def alignment_commands(d, o, dev, world_args):
     }
 
 
-def skills_commands(d, o, dev, world_args):
-    """The skills track: the same scripts on data/skills; GRPO with the verifier instead of the
-    reward model, DPO and PPO; the evaluation with pass@k on the held-out suites."""
+def skills_commands(d, o, dev):
+    """The skills track after SFT: GRPO with the verifier's reward (no reward model, DPO or PPO),
+    and the evaluation with pass@k on the held-out suites."""
     return {
-        "world": ["data/skills/prepare.py", f"--out_dir={d}", *world_args],
-        "pretrain": ["pretrain.py", f"--data_dir={d}", f"--out_dir={o}/pretrain", *dev],
-        "sft": ["sft.py", f"--init_from={o}/pretrain", f"--data={d}/sft_train.jsonl",
-                f"--val_data={d}/sft_val.jsonl", f"--out_dir={o}/sft", *dev],
         "grpo": ["grpo.py", f"--init_from={o}/sft", "--reward=gold", f"--prompts={d}/rl_prompts.jsonl",
                  "--nll_coef=0.2", f"--nll_data={d}/sft_train.jsonl", f"--out_dir={o}/grpo", *dev],
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/grpo", f"--data_dir={d}",

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from checkpoint import load_model
 from cli import UserError, check_default_follows
 from data.world.prepare import ensure_world
-from data_formats import load_conversations, load_preferences, read_jsonl
+from data_formats import holds_conversations, load_conversations, load_preferences, read_jsonl
 from evaluation import check_world_row, has_category
 from generation import describe, respond
 from model import token_logprobs
@@ -110,8 +110,7 @@ def load_nll_examples(cfg, tokenizer, block_size, rt):
     check_default_follows(cfg, "prompts", "nll_data", "--nll_coef=0 to train without the NLL term")
     path, nll_coef = cfg.nll_data, cfg.nll_coef
     ensure_world(path)
-    first = next((row for _, row in read_jsonl(path)), None)
-    if isinstance(first, dict) and "messages" in first:
+    if holds_conversations(path):
         examples, report = load_conversations(path, tokenizer, block_size)
         rt.print(f"{report}: their assistant turns enter the loss with weight nll_coef={nll_coef}")
         return examples
