@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from cli import UserError
+from data.skills.checkers import worked_steps
 from data.world.checkers import MAIN_BEHAVIOUR, score
 from data_formats import load_conversations, open_token_stream, read_jsonl, read_meta
 from generation import respond
@@ -60,6 +61,11 @@ ROWS = [
     ("arithmetic, answer only, problems RL practised", "arithmetic_practised"),
     ("comparisons, facts stated first", "compare_steps"),
     ("comparisons, answer only (same pairs)", "compare_direct"),
+    ("code written, right on 6 inputs (held-out tasks)", "code_write"),
+    ("translation into Melan (held-out sentences)", "translate_into"),
+    ("translation from Melan (held-out sentences)", "translate_from"),
+    ("summaries and facts of a passage (held-out people)", "summarise"),
+    ("summaries stating a fact the passage lacks (share)", "unfaithful"),
     ("politeness (all replies)", "polite"),
     ("format (all replies)", "format"),
     ("gold reward (mean, -2.5..1)", "gold_reward"),
@@ -152,6 +158,14 @@ def rollout_gold(rows, replies):
     return gold, accuracy
 
 
+def gold_steps(row, reply):
+    """The process reward of a reply whose steps the checkers judge one by one (the skills track's
+    worked arithmetic): [(offset just past the step in reply.text, +1 right or -1 wrong)]; None for
+    any other reply (its outcome is its one reward) and for one cut off before its turn ended."""
+    marks = worked_steps(row["info"], reply.text) if reply.ended and has_category(row) else None
+    return None if marks is None else [(end, 1.0 if right else -1.0) for end, right in marks]
+
+
 def is_right(row, reply):
     """Whether the world's checker accepts a reply's main behaviour (right answer, refusal, ...)."""
     return score(row, reply.messages, reply.ended)[MAIN_BEHAVIOUR[row["info"]["category"]]]
@@ -210,6 +224,9 @@ def chat_scorecard(model, tokenizer, suites, tools, rt, batch_size=64, max_new_t
         scores[key] = sum(hits) / len(hits)
     for behaviour in ("polite", "format"):
         scores[behaviour] = sum(s[behaviour] for s in all_scores) / len(all_scores)
+    faithful = [s["faithful"] for s in all_scores if "faithful" in s]  # the summaries' hallucination check
+    if faithful:
+        scores["unfaithful"] = 1 - sum(faithful) / len(faithful)
     scores["gold_reward"] = sum(rewards) / len(rewards)
     return scores, examples
 
@@ -226,7 +243,7 @@ def periodic_scorecard(model, tokenizer, suites, tools, rt):
 SCORECARD_PLOT_KEYS = ("refusal", "harmless", "polite", "knowledge_seen", "knowledge_heldout", "tool", "code_tool",
                        "persona", "memory", "arithmetic", "unknown_people", "privacy", "false_premise", "bias",
                        "arithmetic_steps", "arithmetic_direct", "arithmetic_practised", "compare_steps",
-                       "compare_direct")
+                       "compare_direct", "code_write", "translate_into", "translate_from", "summarise")
 
 
 def plot_scorecard(log, stage):

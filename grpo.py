@@ -15,7 +15,9 @@ One iteration:
   2. score: the reward model over the policy's own tokens, or --reward=gold; a reply that never
      ends its turn gets missing_eos_score. The world's gold reward is logged either way;
   3. advantages, one per reply, on every token it generated:
-       GRPO: the score normalised within the group, (r - mean) / std;
+       GRPO: the score normalised within the group, (r - mean) / std; with --process_reward, a
+             reward per step where the checker judges steps (worked arithmetic, one a line), each
+             token getting the normalised rewards of its step and the steps after it;
        RLOO: the score minus beta times the reply's summed KL to the reference, minus the mean of
              the same over the other group_size - 1 replies (the leave-one-out baseline);
   4. policy update: ppo_epochs passes in minibatches of the clipped surrogate, averaged per reply
@@ -39,7 +41,7 @@ from checkpoint import load_for_resume, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, parse_config, run_main)
 from data.world.prepare import world_folder
-from evaluation import load_suites, periodic_scorecard, plot_scorecard, rollout_gold
+from evaluation import gold_steps, load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
 from model import token_logprobs
 from rollouts import (drop_long_prompts, load_nll_examples, load_policy_models, load_prompts, masked_mean,
@@ -65,6 +67,8 @@ class GRPOConfig:
     #                                                        term; rloo: leave-one-out baseline, KL in the reward
     reward: Annotated[str, OneOf(("model", "gold"))] = "model"  # model: the reward model's score; gold: the
     #                                                             world's rule-based gold_reward (a verifier)
+    process_reward: bool = False  # GRPO with process supervision (Shao et al. 2024, 4.1.3): +1 or -1 per step
+    #                               where the checkers judge steps (worked arithmetic), needs --reward=gold
     missing_eos_score: float = -2.0  # the score of a reply that never ends its turn (it replaces the score)
     beta: NonNegativeFloat = 0.05  # weight of the KL to the reference (GRPO: loss term; RLOO: reward penalty)
     clip_range: PositiveFloat = 0.2  # the policy ratio clip epsilon
@@ -150,6 +154,42 @@ def reply_advantages(scores, kl, action, cfg):
     return per_reply[:, None] * action
 
 
+def reply_steps(rollouts, scores, tokenizer):
+    """Each reply's steps as [(column in the (B, T - 1) masks of its step's last token, reward)]:
+    one step per line where the checkers judge the steps (gold_steps), else one step, the whole
+    reply with its score. The reply's <|im_end|> belongs to its last step."""
+    steps = []
+    for i, (row, reply) in enumerate(zip(rollouts.rows, rollouts.replies)):
+        last = int(rollouts.last[i].nonzero()[-1]) if rollouts.last[i].any() else 0
+        marks = gold_steps(row, reply) if all(reply.action_mask) else None  # (tool turns: not worked arithmetic)
+        if marks is None:
+            steps.append([(last, scores[i].item())])
+            continue
+        first = last - (len(reply.tokens) - 1)  # the column predicting the reply's first token
+        text_ends = np.cumsum([len(tokenizer.decode([t])) for t in reply.tokens[:-1]])  # past each token's text
+        columns = [first + min(int(np.searchsorted(text_ends, end)), len(text_ends) - 1) for end, _ in marks]
+        columns[-1] = last
+        steps.append([(c, reward) for c, (_, reward) in zip(columns, marks)])
+    return steps
+
+
+def process_advantages(steps, group_size, action, eps=1e-6):
+    """GRPO with process supervision (DeepSeekMath, section 4.1.3): every step reward normalised by
+    the mean and std of all step rewards in its prompt's group; a token's advantage is the sum of
+    the normalised rewards of the steps that end at or after it. A reply of one step gets exactly
+    group_advantages' value on every token."""
+    advantages = torch.zeros_like(action)
+    for g in range(0, len(steps), group_size):
+        rewards = torch.tensor([r for reply in steps[g:g + group_size] for _, r in reply])
+        mean, std = rewards.mean(), rewards.std()
+        for i in range(g, g + group_size):
+            to_go = 0.0
+            for column, reward in reversed(steps[i]):  # the last step first: earlier steps overwrite their own tokens
+                to_go += (reward - mean) / (std + eps)
+                advantages[i, :column + 1] = to_go
+    return advantages * action
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -202,6 +242,8 @@ def main():
     rt = setup_runtime(cfg.device, cfg.dtype, cfg.seed)
     if cfg.algo == "rloo" and cfg.group_size < 2:
         raise UserError("--algo=rloo needs --group_size of at least 2: the baseline is the other replies' mean")
+    if cfg.process_reward and (cfg.algo != "grpo" or cfg.reward != "gold"):
+        raise UserError("--process_reward needs --algo=grpo and --reward=gold: the checkers judge the steps")
     run_folder = claim_run_folder(cfg.out_dir, cfg.resume, cfg.overwrite, rt)  # locked until the run ends
     rows = load_prompts(cfg.prompts, cfg.prompt_categories, need_info=cfg.reward == "gold")
     world = world_folder(cfg.prompts)
@@ -268,7 +310,10 @@ def main():
             old_logprobs, entropy, ref_logprobs = rollout_outputs(policy, ref, ids, cfg.temperature,
                                                                   cfg.micro_batch_size)
         kl = (old_logprobs - ref_logprobs) * action
-        advantages = reply_advantages(scores, kl, action, cfg)
+        if cfg.process_reward:
+            advantages = process_advantages(reply_steps(rollouts, scores, tokenizer), cfg.group_size, action)
+        else:
+            advantages = reply_advantages(scores, kl, action, cfg)
         # 4. policy update: ppo_epochs passes over the rollouts in minibatches, one optimizer step each
         stats = defaultdict(list)
         order_gen, nll_rng = minibatch_rngs(cfg.seed, step, rt.rank)

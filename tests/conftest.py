@@ -8,6 +8,7 @@ import sys
 # the same bits, as the resume tests compare. Subprocesses inherit it.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,7 @@ import torch  # noqa: E402
 
 from checkpoint import save_checkpoint  # noqa: E402
 from cli import run_main  # noqa: E402
-from data_formats import read_meta  # noqa: E402
+from data_formats import read_jsonl, read_meta  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
@@ -53,6 +54,27 @@ def small_world(tmp_path_factory):
                         vocab_size=400, sft_examples=200, sft_val_examples=20, pref_pairs=100, pref_val_pairs=20,
                         rl_prompts=64, eval_per_suite=4), verbose=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def skills(tmp_path_factory):
+    """The skills track's files at their default sizes (what the pipeline trains on) and its world."""
+    from data.skills.prepare import SkillsConfig, prepare
+    out = tmp_path_factory.mktemp("skills")
+    world = prepare(SkillsConfig(out_dir=str(out)), verbose=False)
+    return out, world
+
+
+def skills_training_texts(out):
+    """Every training file of a skills folder as text: the pretraining stream decoded, and every
+    message of the SFT demos and RL prompts (what the held-out checks search)."""
+    tokenizer = Tokenizer(read_meta(str(out))["tokenizer"])
+    ids = np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16)
+    texts = {"train.bin": tokenizer.decode(ids.tolist())}
+    for path in ("sft_train.jsonl", "sft_val.jsonl", "rl_prompts.jsonl", "rl_prompts_direct.jsonl"):
+        texts[path] = "\n".join(m["content"] for _, row in read_jsonl(os.path.join(out, path))
+                                for m in row.get("messages", row.get("prompt")))
+    return texts
 
 
 def checkpoint_dict(model, tokenizer, stage, step=0, config=None, metrics=None, optimizer=None):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grpo import (group_advantages, group_policy_loss, k3_kl, leave_one_out_advantages, policy_logprobs,
-                  reply_advantages, rollout_outputs)
+                  process_advantages, reply_advantages, rollout_outputs)
 from model import GPT, GPTConfig
 
 
@@ -53,6 +53,27 @@ def test_reply_advantages_land_on_every_generated_token_of_their_reply():
     # rewards with the KL folded in: 1 - 0.1 * 2 = 0.8 and 3 - 0.1 * 0.5 = 2.95; each minus the other
     assert rloo[0].tolist() == pytest.approx([0, -2.15, -2.15, 0, -2.15])
     assert rloo[1].tolist() == pytest.approx([2.15, 2.15, 0, 0, 0])
+
+
+def test_process_advantages_by_hand():
+    """DeepSeekMath's process supervision: the group's step rewards [1, 1] and [1, -1] have mean 0.5
+    and unbiased std 1, so they normalise to 0.5, 0.5, 0.5, -1.5; a token's advantage sums its own
+    step's and the later steps' (the first reply: 1.0 then 0.5; the second: -1.0 then -1.5)."""
+    action = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.float)
+    steps = [[(1, 1.0), (3, 1.0)], [(1, 1.0), (4, -1.0)]]  # (column of the step's last token, reward)
+    advantages = process_advantages(steps, 2, action)
+    assert advantages[0].tolist() == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.0], abs=1e-5)
+    assert advantages[1].tolist() == pytest.approx([-1.0, -1.0, -1.5, -1.5, -1.5], abs=1e-5)
+
+
+def test_process_advantages_of_one_step_replies_are_grpos():
+    torch.manual_seed(0)
+    scores = torch.randn(8)
+    action = (torch.rand(8, 6) > 0.3).float()
+    action[:, 5] = 1  # every reply's last token at column 5
+    steps = [[(5, s.item())] for s in scores]
+    expected = reply_advantages(scores, None, action, SimpleNamespace(algo="grpo", group_size=4, beta=0.0))
+    assert torch.allclose(process_advantages(steps, 4, action), expected, atol=1e-5)
 
 
 def test_group_policy_loss_is_the_mean_over_each_replys_tokens_then_over_replies():

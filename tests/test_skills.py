@@ -6,28 +6,22 @@ import json
 import random
 import re
 
-import numpy as np
-import pytest
+import torch
 
-from data.skills.checkers import column_right, compare_right
+from conftest import skills_training_texts
+from data.skills.checkers import column_right, compare_right, worked_steps
 from data.skills.columns import is_heldout_problem, random_problem, worked_lines
 from data.skills.comparisons import COUNTRY, is_heldout_pair
-from data.skills.prepare import SkillsConfig, prepare
 from data.world.checkers import score
 from data_formats import read_jsonl, read_meta
 from evaluation import load_suites, reply_budget
+from generation import Reply
+from grpo import reply_steps
+from rollouts import Rollouts, rollout_tensors
 from tokenizer import Tokenizer
 
 LINE = re.compile(r"^(\d+) ([-+*]) (\d+): (\d+) [-+*] (\d) [-+] (\d) = (\d+), write (\d) (carry|borrow) (\d), "
                   r"so far (\d+)$")
-
-
-@pytest.fixture(scope="module")
-def skills(tmp_path_factory):
-    """The track's files at their default sizes (what the pipeline trains on), in a temporary folder."""
-    out = tmp_path_factory.mktemp("skills")
-    world = prepare(SkillsConfig(out_dir=str(out)), verbose=False)
-    return out, world
 
 
 def rederive(a, op, b, lines):
@@ -143,17 +137,65 @@ def test_checkers_read_the_final_answer():
     assert score({"info": country}, "No.")["comparison"] == 1
 
 
-def training_texts(out):
-    """Every training file's text: the pretraining stream decoded, and every message of the SFT
-    demos and RL prompts."""
-    meta = read_meta(str(out))
-    tokenizer = Tokenizer(meta["tokenizer"])
-    ids = np.fromfile(out / "train.bin", dtype=np.uint16)
-    texts = {"train.bin": tokenizer.decode(ids.tolist())}
-    for path in ("sft_train.jsonl", "sft_val.jsonl", "rl_prompts.jsonl", "rl_prompts_direct.jsonl"):
-        texts[path] = "\n".join(m["content"] for _, row in read_jsonl(out / path)
-                                for m in row.get("messages", row.get("prompt")))
-    return texts
+def test_process_checker_marks_the_line_that_slips_and_judges_the_rest_from_what_it_wrote():
+    info = {"category": "column", "form": "steps", "problem": "57 * 8", "answer": "456"}
+    lines = ["57 * 8: 7 * 8 + 0 = 56, write 6 carry 5, so far 6", "5 * 8: 5 * 8 + 5 = 45, write 5 carry 4, so far 56",
+             "0 * 8: 0 * 8 + 4 = 4, write 4 carry 0, so far 456", "So 57 * 8 = 456."]
+    ends = [50, 100, 150, 166]  # each line's length plus its newline, summed by hand
+
+    def marks(reply_lines):
+        return [right for _, right in worked_steps(info, "\n".join(reply_lines))]
+    assert worked_steps(info, "\n".join(lines)) == [(end, True) for end in ends]
+    # a wrong fact (5 * 8 + 5 is not 48): that line is wrong; the next takes its carry 4 and its
+    # answer so far 86 on correctly, and the answer line restates the last line's 486: both right
+    slipped = [lines[0], "5 * 8: 5 * 8 + 5 = 48, write 8 carry 4, so far 86",
+               "0 * 8: 0 * 8 + 4 = 4, write 4 carry 0, so far 486", "So 57 * 8 = 486."]
+    assert marks(slipped) == [True, False, True, True] and not column_right(info, "\n".join(slipped))
+    assert marks(lines[:3] + ["So 57 * 8 = 486."]) == [True, True, True, False]  # the answer not the last line's
+    assert marks(lines[:2]) == [True, False]  # stops before the last column: its last line is wrong
+    assert marks(lines[:2] + lines[3:]) == [True, True, False]  # skips a column
+    assert marks(lines + ["So 57 * 8 = 456."]) == [True, True, True, True, False]  # nothing after the answer
+    assert marks(["57 * 8 is easy", *lines[1:]]) == [False, False, False, False]  # lost: nothing after is judged
+    assert marks(["58 * 8: 8 * 8 + 0 = 64, write 4 carry 6, so far 4"]) == [False]  # not the problem's operands
+    subtraction = {"category": "column", "form": "steps", "problem": "100 - 99", "answer": "1"}
+    assert [r for _, r in worked_steps(subtraction, "100 - 99: 10 - 9 - 0 = 1, write 1 borrow 1, so far 1\n"
+                                                    "10 - 9: 10 - 9 - 1 = 0, write 0 borrow 1, so far 01\n"
+                                                    "1 - 0: 1 - 0 - 1 = 0, write 0 borrow 0, so far 001\n"
+                                                    "So 100 - 99 = 1.")] == [True] * 4
+    assert worked_steps({**info, "form": "direct"}, "57 * 8 = 456.") is None
+    assert worked_steps({"category": "compare", "kind": "older"}, "A is older.") is None
+
+
+def test_process_checker_accepts_every_worked_reference():
+    rng = random.Random(3)
+    for _ in range(500):
+        a, op, b = random_problem(rng, digits=(1, 2, 3, 4))
+        info = {"category": "column", "form": "steps", "problem": f"{a} {op} {b}"}
+        assert all(right for _, right in worked_steps(info, "\n".join(worked_lines(a, op, b))))
+
+
+def test_process_steps_end_on_the_token_that_ends_each_line(skills):
+    """grpo.reply_steps puts each line's reward on the token holding the line's last character (its
+    newline), and the last line's on the reply's <|im_end|>; a direct reply is one step."""
+    tokenizer = Tokenizer(read_meta(str(skills[0]))["tokenizer"])
+    info = {"category": "column", "form": "steps", "problem": "57 * 8", "answer": "456"}
+    text = "57 * 8: 7 * 8 + 0 = 56, write 6 carry 5, so far 6\n5 * 8: 5 * 8 + 5 = 48, write 8 carry 4, so far 86\n" \
+           "0 * 8: 0 * 8 + 4 = 4, write 4 carry 0, so far 486\nSo 57 * 8 = 486."
+    prompt = [{"role": "user", "content": "Work out 57 * 8 column by column."}]
+    replies = []
+    for content in (text, "57 * 8 = 456."):
+        tokens = tokenizer.encode(content) + [tokenizer.im_end]
+        replies.append(Reply([{"role": "assistant", "content": content}], True, tokens, [1] * len(tokens)))
+    rows = [{"prompt": prompt, "info": info}, {"prompt": prompt, "info": {**info, "form": "direct"}}]
+    rollouts = Rollouts(rows, replies, *rollout_tensors(tokenizer, [prompt, prompt], replies, "cpu"))
+    worked, direct = reply_steps(rollouts, torch.tensor([-1.0, 1.0]), tokenizer)
+    first = len(tokenizer.render_prompt(prompt)) - 1  # the column predicting the reply's first token
+    assert [reward for _, reward in worked] == [1.0, -1.0, 1.0, 1.0]
+    for (column, _), line_end in zip(worked[:3], (50, 100, 150)):
+        k = column - first  # the step's last token within the reply
+        assert len(tokenizer.decode(replies[0].tokens[:k])) < line_end <= len(tokenizer.decode(replies[0].tokens[:k + 1]))
+    assert worked[3][0] == first + len(replies[0].tokens) - 1  # <|im_end|>
+    assert direct == [(first + len(replies[1].tokens) - 1, 1.0)]
 
 
 ASKED = [re.compile(p) for p in (r"(?<!\d)(\d+) ([-+*]) (\d+) =", r"(?<!\d)(\d+) ([-+*]) (\d+)[.?]",
@@ -175,7 +217,7 @@ def asked_problems(text):
 
 def test_no_heldout_problem_or_pair_in_any_training_file(skills):
     out, world = skills
-    texts = training_texts(out)
+    texts = skills_training_texts(out)
     asked = {name: asked_problems(text) for name, text in texts.items()}
     for name, problems in asked.items():
         assert len(problems) >= 50 and not [p for p in problems if is_heldout_problem(*p)], name

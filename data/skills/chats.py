@@ -1,14 +1,18 @@
 """
 The skills track's chats: SkillsMaker builds one example of each kind (a column-arithmetic problem
-or a comparison of two people, each asked for the steps or for just the answer, and a plain
-question about a person's fact), with the reply a good assistant gives and `info`, what the
-checker needs (data/skills/checkers.py). The SFT demos are drawn from it; prompts.py draws the RL
-prompts and the held-out suites from it too.
+or a comparison of two people, each asked for the steps or for just the answer; a plain question
+about a person's fact; a line of Python to write; a sentence to translate into Melan or from it; a
+passage to summarise), with the reply a good assistant gives and `info`, what the checker needs
+(data/skills/checkers.py). The SFT demos are drawn from it; prompts.py draws the RL prompts and
+the held-out suites from it too.
 """
 
+from data.skills.code import code_request
 from data.skills.columns import OPS, calc, direct_text, heldout_problem, training_problem, worked_text
 from data.skills.comparisons import (DIRECT_ASK, KINDS, QUESTIONS, STEPS_ASK, answer, direct_reply, random_pair,
                                      stepped_reply)
+from data.skills.summaries import summary_request
+from data.skills.translation import translation_request
 from data.world.chats import ChatMaker, Example, assistant, draw_category, user
 from data.world.world import rng_for
 
@@ -26,6 +30,7 @@ class SkillsMaker:
     def __init__(self, world, rng):
         self.world, self.rng = world, rng
         self.knowledge_maker = ChatMaker(world, rng, "train")
+        self.names = [p.name for p in world.seen]
 
     def column(self, form, problem=None, heldout=False, digits=(2, 3)):
         """A column-arithmetic problem asked for its steps (form "steps") or its result ("direct")."""
@@ -48,20 +53,38 @@ class SkillsMaker:
         info = dict(category="compare", form=form, kind=kind, people=[x.name, y.name], answer=answer(kind, x, y))
         return Example([user(ask)], [assistant(reply)], info)
 
+    def code(self, heldout=False, composed=None):
+        """A request for one line of Python over a named input (data/skills/code.py)."""
+        request, reply, info = code_request(self.rng, heldout, composed)
+        return Example([user(request)], [assistant(reply)], info)
+
+    def translate(self, direction, heldout=False):
+        """A sentence to translate into Melan or from it (data/skills/translation.py)."""
+        request, reply, info = translation_request(self.rng, self.names, direction, heldout)
+        return Example([user(request)], [assistant(reply)], info)
+
+    def summarise(self, heldout=False, form=None):
+        """A passage about a person to sum up in one sentence, or to answer one question from
+        (data/skills/summaries.py)."""
+        request, reply, info = summary_request(self.rng, self.world.seen, heldout, form)
+        return Example([user(request)], [assistant(reply)], info)
+
     def knowledge(self):
         """A plain question about one fact of a person, answered from memory (the world's demo):
         the recall each comparison is built from."""
         return self.knowledge_maker.knowledge()
 
 
-SFT_MIX = {"arithmetic_steps": 0.35, "arithmetic_direct": 0.12, "compare_steps": 0.3, "compare_direct": 0.1,
-           "knowledge": 0.13}
+SFT_MIX = {"arithmetic_steps": 0.26, "arithmetic_direct": 0.08, "compare_steps": 0.22, "compare_direct": 0.07,
+           "knowledge": 0.09, "code_write": 0.1, "translate_into": 0.05, "translate_from": 0.05, "summarise": 0.08}
 
 
 def make_example(maker, category):
     return {"arithmetic_steps": lambda: maker.column("steps"), "arithmetic_direct": lambda: maker.column("direct"),
             "compare_steps": lambda: maker.compare("steps"), "compare_direct": lambda: maker.compare("direct"),
-            "knowledge": maker.knowledge}[category]()
+            "knowledge": maker.knowledge, "code_write": maker.code,
+            "translate_into": lambda: maker.translate("into"), "translate_from": lambda: maker.translate("from"),
+            "summarise": maker.summarise}[category]()
 
 
 def sft_conversations(world, n, cfg, split):

@@ -48,6 +48,25 @@ def calc(a, op, b):
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
+def next_line(op, b, top, bottom, carry, so_far):
+    """One step of the worked form from a state: the operands' digits still to do (top, bottom,
+    as strings, "" when used up), the carry or borrow and the answer so far, as the lines above
+    wrote them. Returns (the line, the state after it), or None when every column is done."""
+    if not (top or (bottom and op != "*") or carry):
+        return None
+    shown_top, shown_bottom = top or "0", (bottom or "0") if op != "*" else str(b)
+    x = int(top[-1]) if top else 0
+    y = b if op == "*" else int(bottom[-1]) if bottom else 0
+    fact, digit, carry = column_fact(op, x, y, carry)
+    so_far = f"{digit}{so_far}"
+    line = f"{shown_top} {op} {shown_bottom}: {fact}, so far {so_far}"
+    return line, (top[:-1], bottom if op == "*" else bottom[:-1], carry, so_far)
+
+
+def answer_line(a, op, b, so_far):
+    return f"So {a} {op} {b} = {int(so_far)}."
+
+
 def worked_lines(a, op, b):
     """The worked problem, one line per column and the answer line (see the module docstring).
     Differences have a >= b; products have a one-digit b."""
@@ -55,22 +74,14 @@ def worked_lines(a, op, b):
         raise ValueError(f"{a} - {b}: the worked form needs a >= b")
     if op == "*" and not 0 <= b <= 9:
         raise ValueError(f"{a} * {b}: products are by one digit")
-    top, bottom = str(a), str(b)
-    lines, so_far, carry = [], "", 0
-    while top or (bottom and op != "*") or carry:
-        shown_top, shown_bottom = top or "0", (bottom or "0") if op != "*" else str(b)
-        x = int(top[-1]) if top else 0
-        y = b if op == "*" else int(bottom[-1]) if bottom else 0
-        fact, digit, carry = column_fact(op, x, y, carry)
-        so_far = f"{digit}{so_far}"
-        lines.append(f"{shown_top} {op} {shown_bottom}: {fact}, so far {so_far}")
-        top = top[:-1]
-        if op != "*":
-            bottom = bottom[:-1]
+    lines, state = [], (str(a), str(b), 0, "")
+    while (step := next_line(op, b, *state)) is not None:
+        line, state = step
+        lines.append(line)
     answer = calc(a, op, b)
-    if int(so_far) != answer:
-        raise AssertionError(f"worked {a} {op} {b} gave {so_far}, not {answer}")
-    lines.append(f"So {a} {op} {b} = {answer}.")
+    if int(state[3]) != answer:
+        raise AssertionError(f"worked {a} {op} {b} gave {state[3]}, not {answer}")
+    lines.append(answer_line(a, op, b, state[3]))
     return lines
 
 

@@ -36,8 +36,8 @@ FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl"
          "rl_prompts_direct.jsonl", "eval.jsonl", "world.json", "encyclopedia.jsonl"]
 # pretraining documents by kind: arithmetic as a textbook teaches it (drill pages of column facts,
 # worked problems, answers written directly) and the world's documents about its people
-PRETRAIN_MIX = {"drill": 0.3, "worked": 0.3, "answers": 0.05, "biography": 0.2, "dialogue": 0.1, "story": 0.03,
-                "town": 0.02}
+PRETRAIN_MIX = {"drill": 0.24, "worked": 0.24, "answers": 0.04, "biography": 0.16, "dialogue": 0.07, "story": 0.03,
+                "town": 0.02, "melan_words": 0.03, "bilingual": 0.06, "melan_text": 0.02, "letter": 0.05, "code": 0.04}
 
 
 @dataclass

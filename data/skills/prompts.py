@@ -13,7 +13,7 @@ from data.world.world import rng_for
 
 # RL practises the steps on fresh training problems and pairs, and the direct form on a small
 # fixed pool of problems (PRACTISED): the contrast between a skill and memorised answers
-RL_MIX = {"arithmetic_steps": 0.55, "compare_steps": 0.3, "arithmetic_practised": 0.15}
+RL_MIX = {"arithmetic_steps": 0.45, "compare_steps": 0.25, "arithmetic_practised": 0.15, "code_write": 0.15}
 N_PRACTISED = 100
 
 
@@ -47,7 +47,7 @@ def direct_rl_prompts(world, n, cfg):
 
 # the held-out suites, in the order eval.jsonl holds them
 EVAL_SUITES = ["arithmetic_steps", "arithmetic_direct", "arithmetic_longer", "arithmetic_practised", "compare_steps",
-               "compare_direct", "knowledge_seen"]
+               "compare_direct", "knowledge_seen", "code_write", "translate_into", "translate_from", "summarise"]
 
 
 def eval_suites(world, cfg):
@@ -59,11 +59,11 @@ def eval_suites(world, cfg):
     maker, questioner = SkillsMaker(world, rng), ChatMaker(world, rng, "eval")
     n = cfg.eval_per_suite
 
-    def distinct(draw):
+    def distinct(draw, key_of=lambda example: json.dumps(example.info, sort_keys=True)):
         rows, seen = [], set()
         while len(rows) < n:
             example = draw(len(rows))
-            key = json.dumps(example.info, sort_keys=True)
+            key = key_of(example)
             if key not in seen:
                 seen.add(key)
                 rows.append(example)
@@ -84,6 +84,14 @@ def eval_suites(world, cfg):
         # the facts the comparisons recall, asked in the world's evaluation wordings
         "knowledge_seen": [questioner.knowledge(person=world.seen[i // 2 % len(world.seen)],
                                                 attribute=("year", "city")[i % 2]) for i in range(n)],
+        # held-out frames and input values; two in five a held-out composition of two operations
+        "code_write": distinct(lambda i: maker.code(heldout=True, composed=i % 5 < 2),
+                               key_of=lambda example: example.prompt[-1]["content"]),
+        # sentences of held-out frames: words the model knows, in combinations it never saw
+        "translate_into": distinct(lambda i: maker.translate("into", heldout=True)),
+        "translate_from": distinct(lambda i: maker.translate("from", heldout=True)),
+        # held-out people and wordings; every other row a one-sentence summary, the rest one fact
+        "summarise": distinct(lambda i: maker.summarise(heldout=True, form=("summary", "fact")[i % 2])),
     }
     return [{"suite": suite, "prompt": ex.prompt, "info": ex.info, "reference": ex.reply}
             for suite in EVAL_SUITES for ex in suites[suite]]

@@ -2,8 +2,8 @@
 Rule-based checkers for the world: they score any reply to any prompt the world generated,
 because every example carries `info`, what the generator knew to be right. Math word problems
 (GSM8K, data/gsm8k/, category "math") are scored the same way, by a verifier of the final number,
-and so are the skills track's worked arithmetic and comparisons (categories "column" and
-"compare", data/skills/checkers.py).
+and so are the skills track's worked arithmetic, comparisons, code, translations and summaries
+(categories "column", "compare", "code_write", "translate" and "summarise", data/skills/checkers.py).
 
     score(example, reply, ended=True) -> {behaviour: 0 or 1}
 
@@ -17,7 +17,7 @@ The scorecard and the gold reward that build on these scores live in evaluation.
 import re
 from decimal import Decimal
 
-from data.skills.checkers import column_right, compare_right
+from data.skills.checkers import code_right, column_right, compare_right, summary_check, translation_right
 from data.world.words import (ATTRIBUTES, GENDER_WORDS, JOB_FAVOURS, OTHER_PRONOUN, RUDE_ENDINGS, RUDE_OPENINGS,
                               STYLES)
 from data.world.world import values_of
@@ -36,7 +36,8 @@ MAIN_BEHAVIOUR = {"knowledge": "knowledge", "arithmetic": "arithmetic", "tool": 
                   "persona": "persona", "memory": "memory", "harmful": "refusal", "harmless": "helpful",
                   "unknown": "honest", "private": "privacy", "premise": "premise", "math": "math",
                   "bias": "unbiased", "pronoun": "pronoun",
-                  "column": "column_arithmetic", "compare": "comparison"}
+                  "column": "column_arithmetic", "compare": "comparison", "code_write": "code_write",
+                  "translate": "translation", "summarise": "summary"}
 
 
 def final_text(reply):
@@ -164,6 +165,13 @@ def score(example, reply, ended=True):
         s["column_arithmetic"] = int(column_right(info, content))
     elif category == "compare":  # the skills track's comparisons: the conclusion
         s["comparison"] = int(compare_right(info, content))
+    elif category == "code_write":  # the skills track's code: run on the shown and the hidden inputs
+        s["code_write"] = int(code_right(info, content))
+    elif category == "translate":  # the skills track's Melan: the exact sentence
+        s["translation"] = int(translation_right(info, content))
+    elif category == "summarise":  # the skills track's summaries: the key facts, and nothing the passage lacks
+        right, faithful = summary_check(info, content)
+        s["summary"], s["faithful"] = int(right), int(faithful)
     elif category == "math":  # a verifier, as in RL on GSM8K: the reply's last number is its answer
         s["math"] = int(same_number(final_number(content), info["answer"]))
     else:

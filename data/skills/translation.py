@@ -1,0 +1,203 @@
+"""
+Translation: Melan, the language of Melos (one of the world's three countries), which the skills
+track teaches both ways. Its lexicon is fixed: 192 English nouns, verbs, adjectives and numbers,
+each with a Melan word made of syllables (LEXICON, drawn once from a fixed seed); names of people
+stay as they are. Its grammar differs from English in three visible ways:
+
+  1. the verb comes last (subject, object, verb: SOV, as in Japanese or Turkish);
+  2. a noun comes first in its phrase, its adjective and then its number after it;
+  3. a plural noun takes the suffix -en, and there are no articles and no verb endings.
+
+    English: The red horse sees three old boats.
+    Melan:   Relu koto lesoen supul lako defo.     (horse red | boat-en old three | see)
+
+    English: Kalo Mira paints the bell.
+    Melan:   Kalo Mira likibel vofebo.             (Kalo Mira | bell | paint)
+
+Every English sentence of the track is built from a subject, a verb and an object (a noun phrase is
+"the [adjective] noun", "the [adjective] nouns" or "number [adjective] nouns", or a person's name),
+so each Melan sentence translates back to exactly one English sentence.
+
+Held out: one sentence frame in five, by a hash of its subject noun, verb and object noun (a
+person's name counts as "name"); no training file holds a sentence with a held-out frame, so the
+suites ask for word combinations the model never saw together (tests/test_skills_tasks.py checks).
+"""
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+LANGUAGE, COUNTRY = "Melan", "Melos"
+
+NOUNS = ["apple", "river", "stone", "cloud", "lamp", "bread", "horse", "glass", "paper", "bell", "salt", "rose",
+         "boat", "clock", "map", "chair", "bowl", "cat", "dog", "parrot", "goat", "rabbit", "owl", "hedgehog",
+         "tree", "house", "door", "window", "table", "cup", "knife", "spoon", "basket", "box", "book", "letter",
+         "road", "bridge", "field", "garden", "hill", "lake", "ship", "cart", "wheel", "rope", "coat", "hat",
+         "shoe", "ring", "coin", "key", "candle", "mirror", "drum", "flute", "bird", "frog", "bee", "cow",
+         "girl", "boy", "woman", "man", "child", "friend", "farmer", "baker", "sailor", "teacher", "doctor",
+         "king", "queen", "egg", "cake", "cheese", "flower", "leaf", "feather", "shell", "pot", "pan", "jar",
+         "blanket", "pillow", "bed", "wall", "roof", "gate", "fence", "well", "mill", "tower", "castle", "market",
+         "shop", "wagon", "sail", "net", "hammer", "nail", "brush", "comb", "scarf", "glove", "boot", "belt",
+         "pearl", "crown", "sword", "shield", "lantern", "kettle", "plate", "fork", "ladder", "bucket", "barrel"]
+VERBS = ["see", "carry", "find", "paint", "sell", "buy", "want", "bring", "hold", "draw", "build", "clean",
+         "open", "close", "keep", "lose", "give", "take", "like", "watch", "move", "throw", "push", "pull",
+         "fix", "wash", "cut", "hide", "show", "count", "follow", "call", "help", "feed", "visit", "love"]
+ADJECTIVES = ["red", "blue", "green", "yellow", "purple", "orange", "silver", "white", "black", "brown", "old",
+              "new", "small", "big", "long", "short", "heavy", "light", "warm", "cold", "dirty", "quiet",
+              "loud", "happy", "sad", "soft", "hard", "round", "tall"]
+NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+PLURAL_SUFFIX = "en"
+IRREGULAR_PLURALS = {"child": "children", "man": "men", "woman": "women",
+                     "knife": "knives", "leaf": "leaves"}
+ES_ENDINGS = ("s", "x", "sh", "ch")
+
+
+def english_plural(noun):
+    if noun in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[noun]
+    if noun.endswith(ES_ENDINGS):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def third_person(verb):
+    """The English verb after a singular subject: sees, carries, washes."""
+    if verb.endswith(ES_ENDINGS) or verb.endswith("o"):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def make_lexicon(seed=1709):
+    """English word -> Melan word: one or two consonant-vowel syllables and maybe a final consonant,
+    every word distinct, none ending in the plural suffix, none an English word of the track."""
+    rng = random.Random(seed)
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    taken = set(NOUNS + VERBS + ADJECTIVES + NUMBERS)
+    lexicon = {}
+    for word in NOUNS + VERBS + ADJECTIVES + NUMBERS:
+        while True:
+            syllables = rng.choice([1, 2, 2, 2, 3])
+            melan = "".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(syllables))
+            if rng.random() < 0.3:
+                melan += rng.choice("lnrs")
+            if len(melan) >= 3 and melan not in taken and not melan.endswith(PLURAL_SUFFIX):
+                break
+        taken.add(melan)
+        lexicon[word] = melan
+    return lexicon
+
+
+LEXICON = make_lexicon()
+
+
+# ----------------------------------------------------------------------------- sentences
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A noun phrase: a noun with an optional adjective, plural and optional number; or a name."""
+    noun: Optional[str] = None
+    adjective: Optional[str] = None
+    plural: bool = False
+    number: Optional[str] = None  # only with plural
+    name: Optional[str] = None  # a person: the phrase is the name alone
+
+    def english(self):
+        if self.name:
+            return self.name
+        words = [self.number or "the"] + ([self.adjective] if self.adjective else [])
+        return " ".join(words + [english_plural(self.noun) if self.plural else self.noun])
+
+    def melan(self):
+        if self.name:
+            return self.name
+        head = LEXICON[self.noun] + (PLURAL_SUFFIX if self.plural else "")
+        return " ".join([head] + [LEXICON[w] for w in (self.adjective, self.number) if w])
+
+    @property
+    def head(self):
+        return "name" if self.name else self.noun
+
+
+@dataclass(frozen=True)
+class Sentence:
+    subject: Phrase
+    verb: str
+    object: Phrase
+
+    def english(self):
+        verb = self.verb if self.subject.plural else third_person(self.verb)
+        return capitalised(f"{self.subject.english()} {verb} {self.object.english()}.")
+
+    def melan(self):
+        return capitalised(f"{self.subject.melan()} {self.object.melan()} {LEXICON[self.verb]}.")
+
+    @property
+    def frame(self):
+        return (self.subject.head, self.verb, self.object.head)
+
+
+def capitalised(text):
+    return text[0].upper() + text[1:]
+
+
+def is_heldout_frame(frame):
+    """One (subject noun, verb, object noun) frame in five is held out of every training file."""
+    return int(hashlib.sha256(" ".join(frame).encode()).hexdigest(), 16) % 5 == 0
+
+
+def random_phrase(rng, names):
+    if names and rng.random() < 0.2:
+        return Phrase(name=rng.choice(names))
+    noun = rng.choice(NOUNS)
+    adjective = rng.choice(ADJECTIVES) if rng.random() < 0.6 else None
+    plural = rng.random() < 0.4
+    number = rng.choice(NUMBERS) if plural and rng.random() < 0.5 else None
+    return Phrase(noun, adjective, plural, number)
+
+
+def random_sentence(rng, names=(), heldout=False):
+    """A sentence whose frame is a training one, or (heldout=True) a held-out one."""
+    while True:
+        sentence = Sentence(random_phrase(rng, names), rng.choice(VERBS), random_phrase(rng, ()))
+        if is_heldout_frame(sentence.frame) == heldout:
+            return sentence
+
+
+# ----------------------------------------------------------------------------- requests and pages
+
+INTO_ASK = ["Translate into Melan: {text}", "How do you say this in Melan? {text}", "Say it in Melan: {text}"]
+FROM_ASK = ["What does \"{text}\" mean?", "Translate from Melan: {text}", "What is this Melan sentence in English? {text}"]
+INTO_EVAL_ASK = ["Please put this into Melan: {text}"]
+FROM_EVAL_ASK = ["Melan to English, please: {text}"]
+
+
+def translation_request(rng, names, direction, heldout=False):
+    """(request, reply, info) of a translation into Melan (direction "into") or from it ("from")."""
+    sentence = random_sentence(rng, names, heldout)
+    source, target = (sentence.english(), sentence.melan()) if direction == "into" else \
+        (sentence.melan(), sentence.english())
+    asks = (INTO_EVAL_ASK if direction == "into" else FROM_EVAL_ASK) if heldout else \
+        (INTO_ASK if direction == "into" else FROM_ASK)
+    info = dict(category="translate", direction=direction, answer=target, frame=list(sentence.frame))
+    return rng.choice(asks).format(text=source), target, info
+
+
+def dictionary_page(rng, n=12):
+    words = rng.sample(list(LEXICON), n)
+    return "Melan words:\n" + "\n".join(f"{w}: {LEXICON[w]}" for w in words)
+
+
+def bilingual_page(rng, names, n=3):
+    sentences = [random_sentence(rng, names) for _ in range(n)]
+    return "\n".join(f"English: {s.english()}\nMelan: {s.melan()}" for s in sentences)
+
+
+def melan_text(rng, names, n=4):
+    """A short text in Melan alone, as a corpus in that language would hold."""
+    return "In Melan: " + " ".join(random_sentence(rng, names).melan() for _ in range(n))

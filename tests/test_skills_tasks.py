@@ -1,0 +1,183 @@
+"""The skills track's task skills (data/skills/code.py, translation.py): every translation demo
+re-derived by a second implementation of Melan's documented grammar, every code demo run on its
+inputs, the checkers on hand-written replies, and no held-out sentence frame, code task, request
+wording or input value in any training file."""
+
+import ast
+import random
+import re
+
+from data.skills.checkers import code_right, translation_right
+from conftest import skills_training_texts
+from data.skills.code import (EVAL_FRAMES, NAMES, OPERATIONS, code_of, is_heldout_task, is_heldout_value, random_value,
+                              reference_result, request_of, tasks_for)
+from data.skills.translation import ADJECTIVES, LEXICON, NOUNS, NUMBERS, VERBS, is_heldout_frame
+from data.world.checkers import score
+from data_formats import read_jsonl
+from tools.python_tool import python_text
+
+# ----------------------------------------------------------------------------- Melan, a second time
+
+IRREGULAR = {"children": "child", "men": "man", "women": "woman",
+             "knives": "knife", "leaves": "leaf"}
+VERB_FORMS = {}
+for _verb in VERBS:  # base form and the third person, by the textbook rules
+    VERB_FORMS[_verb] = _verb
+    third = _verb[:-1] + "ies" if re.search(r"[^aeiou]y$", _verb) else \
+        _verb + "es" if re.search(r"(s|x|sh|ch|o)$", _verb) else _verb + "s"
+    VERB_FORMS[third] = _verb
+
+
+def singular(word):
+    """(noun, plural?) of an English noun form, or None."""
+    if word in NOUNS:
+        return word, False
+    if word in IRREGULAR:
+        return IRREGULAR[word], True
+    for ending, replacement in (("ies", "y"), ("es", ""), ("s", "")):
+        if word.endswith(ending) and word[:-len(ending)] + replacement in NOUNS:
+            return word[:-len(ending)] + replacement, True
+    return None
+
+
+def english_phrase_to_melan(words):
+    """A noun phrase's words -> its Melan words: noun (+en when plural), adjective, number; a
+    name (no lexicon word) stays."""
+    if not any(w.lower() in ("the", *NUMBERS) for w in words[:1]):
+        return words  # a person's name
+    number = words[0] if words[0] in NUMBERS else None
+    adjective = words[1] if len(words) == 3 else None
+    noun, plural = singular(words[-1])
+    assert plural or number is None and (adjective is None or adjective in ADJECTIVES)
+    melan = [LEXICON[noun] + ("en" if plural else "")]
+    return melan + [LEXICON[w] for w in (adjective, number) if w]
+
+
+def english_to_melan(sentence):
+    """Melan by the docstring's three rules: subject, object, verb; the noun first in its phrase
+    with its adjective and number after it; plural -en, no articles, one verb form."""
+    words = sentence.rstrip(".").split()
+    words[0] = words[0].lower() if words[0].lower() in ("the", *NUMBERS) else words[0]
+    v = next(i for i, w in enumerate(words) if w in VERB_FORMS and i > 0)
+    melan = english_phrase_to_melan(words[:v]) + english_phrase_to_melan(words[v + 1:]) + [LEXICON[VERB_FORMS[words[v]]]]
+    text = " ".join(melan)
+    return text[0].upper() + text[1:] + "."
+
+
+def english_frame(sentence):
+    words = sentence.rstrip(".").split()
+    v = next(i for i, w in enumerate(words) if w in VERB_FORMS and i > 0)
+    head = (lambda phrase: "name" if phrase[0].lower() not in ("the", *NUMBERS) else singular(phrase[-1])[0])
+    return head(words[:v]), VERB_FORMS[words[v]], head(words[v + 1:])
+
+
+def test_the_lexicon_is_one_to_one_and_its_word_classes_do_not_overlap():
+    classes = [NOUNS, VERBS, ADJECTIVES, NUMBERS]
+    assert sum(map(len, classes)) == len(set().union(*map(set, classes))) == len(LEXICON) >= 190
+    assert len(set(LEXICON.values())) == len(LEXICON)
+    assert not any(word.endswith("en") for word in LEXICON.values())  # a plural is never another word
+
+
+def test_every_translation_demo_follows_the_grammar(skills):
+    out, _ = skills
+    pairs = 0
+    for path in ("sft_train.jsonl", "sft_val.jsonl"):
+        for _, row in read_jsonl(out / path):
+            if row["category"] != "translate":
+                continue
+            request, reply = row["messages"][0]["content"], row["messages"][-1]["content"]
+            english, melan = (reply, source(request)) if reply[-1] == "." and " " in reply and \
+                english_words(reply) else (source(request), reply)
+            assert english_to_melan(english) == melan, (english, melan)
+            pairs += 1
+    assert pairs > 1000
+
+
+def source(request):
+    """The sentence a translation request quotes (after the colon, or inside the quotes)."""
+    quoted = re.search(r'"(.+)"', request)
+    return quoted.group(1) if quoted else request.split(": ", 1)[1] if ": " in request else request.split("? ", 1)[1]
+
+
+def english_words(text):
+    return any(w.lower() in VERB_FORMS for w in text.rstrip(".").split())
+
+
+def test_the_translation_checker_forgives_case_and_the_final_full_stop_only():
+    info = {"category": "translate", "answer": "Kalo Mira tane ribo."}
+    assert translation_right(info, "Kalo Mira tane ribo.") and translation_right(info, "kalo mira tane ribo")
+    assert translation_right(info, "  Kalo Mira  tane ribo. ")
+    assert not translation_right(info, "Kalo Mira ribo tane.")  # English word order
+    assert not translation_right(info, "Kalo Mira tane ribo fen.")  # a word too many
+    assert score({"info": info}, "Kalo Mira tane ribo!")["translation"] == 1
+
+
+# ----------------------------------------------------------------------------- code
+
+
+def test_every_task_template_matches_its_plain_python_reference():
+    """Each task's code, run in the python tool on 40 random inputs, prints what the operations'
+    reference functions compute (two implementations of every task)."""
+    rng = random.Random(0)
+    for kind in NAMES:
+        for task, _ in tasks_for(kind):
+            for _ in range(40):
+                value = random_value(rng, kind)
+                info = {"name": NAMES[kind], "inputs": [value], "answers": [python_text(reference_result(task, value))]}
+                assert code_right(info, f"```python\n{code_of(task, kind)}\n```"), (task, value)
+
+
+def test_the_code_checker_runs_the_shown_and_the_hidden_inputs_in_the_python_tool():
+    info = {"category": "code_write", "name": "xs", "inputs": [[4, 9, 2], [1, 2, 3], [5]],
+            "answers": ["[2, 9, 4]", "[3, 2, 1]", "[5]"]}
+    right = "```python\nxs[::-1]\n```\nThis reverses xs."
+    assert code_right(info, right) and score({"info": info}, right)["code_write"] == 1
+    assert code_right(info, "```\nlist(reversed(xs))\n```")  # any code that computes it
+    assert not code_right(info, "```python\nsorted(xs)\n```")  # wrong
+    assert not code_right(info, "```python\n[2, 9, 4]\n```")  # right on the shown input only
+    assert not code_right(info, "xs[::-1]")  # no code block
+    assert not code_right(info, "```python\nys[::-1]\n```")  # not the input's name: the tool refuses it
+    hostile = ["__import__('os').system('touch PWNED')", "(lambda: xs)()", "xs.__class__", "[x for x in xs]",
+               "eval('xs')", "'a' * 10**9", "xs[::-1]; open('x')"]
+    for code in hostile:
+        assert not code_right(info, f"```python\n{code}\n```"), code
+    strings = {"category": "code_write", "name": "s", "inputs": ["s s"], "answers": ["S S"]}
+    assert code_right(strings, "```python\ns.upper()\n```")
+    assert not code_right(strings, "```python\n's'.upper()\n```")  # a name inside a string is not bound
+
+
+def test_no_heldout_code_task_wording_or_value_and_no_heldout_sentence_in_any_training_file(skills):
+    out, _ = skills
+    texts = skills_training_texts(out)
+    heldout_tasks = [request_of(task, kind) for kind in NAMES for task, _ in tasks_for(kind) if is_heldout_task(task)]
+    trained_tasks = [request_of(task, kind) for kind in NAMES for task, _ in tasks_for(kind) if not is_heldout_task(task)]
+    assert len(heldout_tasks) >= 10 and len(trained_tasks) >= 40
+    frames = [frame.split("{X}")[0] for frame in EVAL_FRAMES]
+    melan_frames = 0
+    for name, text in texts.items():
+        assert not any(task + end in text for task in heldout_tasks for end in ".?:"), name
+        assert not any(frame in text for frame in frames), name
+        literals = re.findall(r"For example \w+ = (.+?)\.(?:\n|$)", text) + re.findall(r"With \w+ = (.+?) this gives", text)
+        for literal in literals:
+            assert not is_heldout_value(ast.literal_eval(literal)), literal
+        for english in re.findall(r"English: (.+?\.)\n", text):
+            assert not is_heldout_frame(english_frame(english)), english
+            melan_frames += 1
+    assert melan_frames > 1000
+    for _, row in read_jsonl(out / "sft_train.jsonl"):
+        if row["category"] == "translate":
+            request, reply = row["messages"][0]["content"], row["messages"][-1]["content"]
+            english = reply if english_words(reply) else source(request)
+            assert not is_heldout_frame(english_frame(english)), english
+    suites = {}
+    for _, row in read_jsonl(out / "eval.jsonl"):
+        suites.setdefault(row["suite"], []).append(row)
+    assert len({r["prompt"][-1]["content"] for r in suites["code_write"]}) == 100
+    assert sum(len(r["info"]["task"]) == 2 for r in suites["code_write"]) >= 20  # a fifth or more composed
+    for row in suites["code_write"]:
+        assert is_heldout_value(row["info"]["inputs"][0]) and len(row["info"]["inputs"]) == 6
+        assert len(row["info"]["task"]) == 1 or is_heldout_task(tuple(row["info"]["task"]))
+        assert all(op in OPERATIONS for op in row["info"]["task"])
+    for suite in ("translate_into", "translate_from"):
+        assert len(suites[suite]) == 100 and all(is_heldout_frame(tuple(r["info"]["frame"])) for r in suites[suite])
+
