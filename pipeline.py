@@ -64,15 +64,14 @@ PIPELINE_ARGS = {
     # column facts, 4 min), 1200 SFT steps (3 min), 50 GRPO iterations of 32 prompts x 8 replies
     # (7-11 min): rollouts at temperature 0.7, so that their errors are the model's real doubts
     # rather than tail tokens, with the SFT demos' NLL mixed in (PPO-ptx) to hold the column facts
-    "skills": {"pretrain": ["--max_steps=1600", "--block_size=512", "--batch_size=8", "--micro_batch_size=8",
-                            "--eval_interval=400", "--n_samples=2"],
+    "skills": {"pretrain": ["--max_steps=1600", "--eval_interval=400", "--n_samples=2"],
                "sft": ["--max_steps=1200", "--eval_interval=600"],
                "grpo": ["--group_size=8", "--rollout_batch=32", "--minibatch_size=128", "--micro_batch_size=32",
                         "--temperature=0.7", "--learning_rate=3e-5", "--min_lr=3e-5", "--beta=0.05",
                         "--max_new_tokens=160", "--max_steps=50", "--eval_interval=25", "--eval_per_suite=50"]},
 }
 # the skills track's held-out suites that eval.py samples 16 times per prompt for pass@1..16
-PASS_SUITES = ["arithmetic_steps", "arithmetic_direct", "compare_steps", "compare_direct", "code_write"]
+PASS_SUITES = ["arithmetic_steps", "arithmetic_direct", "compare_steps", "compare_direct"]
 SMOKE_ARGS = {
     "pretrain": FEW_STEPS + ["--n_layer=2", "--n_head=2", "--n_embd=32", "--eval_batches=1", "--n_samples=1",
                              "--sample_tokens=8"],

@@ -65,6 +65,15 @@ def skills(tmp_path_factory):
     return out, world
 
 
+@pytest.fixture(scope="session")
+def skills_tasks(tmp_path_factory):
+    """The same with the task skills (--task_skills=true): code, Melan, summaries."""
+    from data.skills.prepare import SkillsConfig, prepare
+    out = tmp_path_factory.mktemp("skills_tasks")
+    world = prepare(SkillsConfig(out_dir=str(out), task_skills=True), verbose=False)
+    return out, world
+
+
 def skills_training_texts(out):
     """Every training file of a skills folder as text: the pretraining stream decoded, and every
     message of the SFT demos and RL prompts (what the held-out checks search)."""

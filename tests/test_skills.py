@@ -12,6 +12,7 @@ from conftest import skills_training_texts
 from data.skills.checkers import column_right, compare_right, worked_steps
 from data.skills.columns import is_heldout_problem, random_problem, worked_lines
 from data.skills.comparisons import COUNTRY, is_heldout_pair
+from data.skills.prompts import EVAL_SUITES
 from data.world.checkers import score
 from data_formats import read_jsonl, read_meta
 from evaluation import load_suites, reply_budget
@@ -244,6 +245,7 @@ def test_suites_ask_the_same_problems_and_pairs_in_both_forms(skills):
     suites = {}
     for _, row in read_jsonl(out / "eval.jsonl"):
         suites.setdefault(row["suite"], []).append(row["info"])
+    assert list(suites) == EVAL_SUITES  # the task skills' suites only with --task_skills=true
     assert [i["problem"] for i in suites["arithmetic_steps"]] == [i["problem"] for i in suites["arithmetic_direct"]]
     assert [(i["kind"], i["people"]) for i in suites["compare_steps"]] == \
         [(i["kind"], i["people"]) for i in suites["compare_direct"]]

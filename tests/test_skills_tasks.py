@@ -1,16 +1,17 @@
-"""The skills track's task skills (data/skills/code.py, translation.py): every translation demo
-re-derived by a second implementation of Melan's documented grammar, every code demo run on its
-inputs, the checkers on hand-written replies, and no held-out sentence frame, code task, request
-wording or input value in any training file."""
+"""The skills track's task skills (data/skills/code.py, translation.py, summaries.py): every
+translation demo re-derived by a second implementation of Melan's documented grammar, every code
+task run on its inputs against plain-Python references, the checkers on hand-written replies, and
+no held-out sentence frame, code task, person, wording or input value in any training file."""
 
 import ast
 import random
 import re
 
-from data.skills.checkers import code_right, translation_right
+from data.skills.checkers import code_right, summary_check, translation_right
 from conftest import skills_training_texts
 from data.skills.code import (EVAL_FRAMES, NAMES, OPERATIONS, code_of, is_heldout_task, is_heldout_value, random_value,
                               reference_result, request_of, tasks_for)
+from data.skills.summaries import FILLERS, MAX_SUMMARY_WORDS, SUMMARY_EVAL_ASK, is_heldout_person
 from data.skills.translation import ADJECTIVES, LEXICON, NOUNS, NUMBERS, VERBS, is_heldout_frame
 from data.world.checkers import score
 from data_formats import read_jsonl
@@ -78,8 +79,8 @@ def test_the_lexicon_is_one_to_one_and_its_word_classes_do_not_overlap():
     assert not any(word.endswith("en") for word in LEXICON.values())  # a plural is never another word
 
 
-def test_every_translation_demo_follows_the_grammar(skills):
-    out, _ = skills
+def test_every_translation_demo_follows_the_grammar(skills_tasks):
+    out, _ = skills_tasks
     pairs = 0
     for path in ("sft_train.jsonl", "sft_val.jsonl"):
         for _, row in read_jsonl(out / path):
@@ -146,8 +147,8 @@ def test_the_code_checker_runs_the_shown_and_the_hidden_inputs_in_the_python_too
     assert not code_right(strings, "```python\n's'.upper()\n```")  # a name inside a string is not bound
 
 
-def test_no_heldout_code_task_wording_or_value_and_no_heldout_sentence_in_any_training_file(skills):
-    out, _ = skills
+def test_no_heldout_code_task_wording_or_value_and_no_heldout_sentence_in_any_training_file(skills_tasks):
+    out, _ = skills_tasks
     texts = skills_training_texts(out)
     heldout_tasks = [request_of(task, kind) for kind in NAMES for task, _ in tasks_for(kind) if is_heldout_task(task)]
     trained_tasks = [request_of(task, kind) for kind in NAMES for task, _ in tasks_for(kind) if not is_heldout_task(task)]
@@ -181,3 +182,58 @@ def test_no_heldout_code_task_wording_or_value_and_no_heldout_sentence_in_any_tr
     for suite in ("translate_into", "translate_from"):
         assert len(suites[suite]) == 100 and all(is_heldout_frame(tuple(r["info"]["frame"])) for r in suites[suite])
 
+
+
+# ----------------------------------------------------------------------------- summaries
+
+PASSAGE = ("Dear friend,\nI hope you are well. I still live in Vessa. My goat sends you greetings. The days are getting "
+           "shorter.\nWith love,\nKalo Mira")
+
+
+def test_the_summary_checker_wants_the_key_facts_briefly_and_nothing_the_passage_lacks():
+    info = {"category": "summarise", "form": "summary", "person": "Kalo Mira", "passage": PASSAGE,
+            "key": {"city": "Vessa", "pet": "goat"}}
+    right = "A letter from Kalo Mira, who lives in Vessa and keeps a goat."
+    assert summary_check(info, right) == (True, True)
+    assert summary_check(info, "A letter from Kalo Mira, who lives in Vessa.") == (False, True)  # a key fact missing
+    assert summary_check(info, "A letter from Kalo, who lives in Vessa and keeps a goat.") == (False, True)  # no name
+    too_long = "A letter from Kalo Mira, who lives in Vessa and keeps a goat, and who hopes that the friend is well " \
+               "and notes that the days are getting shorter now."
+    assert len(too_long.split()) > MAX_SUMMARY_WORDS and summary_check(info, too_long) == (False, True)
+    # a true fact from memory (Kalo Mira is a weaver, born in 1956) that the passage does not say: unfaithful
+    remembered = "A letter from Kalo Mira, a weaver who lives in Vessa and keeps a goat."
+    assert summary_check(info, remembered) == (False, False)
+    assert summary_check(info, "A letter from Kalo Mira, born in 1956, who lives in Vessa and keeps a goat.") == \
+        (False, False)
+    s = score({"info": info}, remembered)
+    assert s["summary"] == 0 and s["faithful"] == 0
+
+
+def test_the_fact_checker_wants_the_value_and_no_rival():
+    info = {"category": "summarise", "form": "fact", "person": "Kalo Mira", "passage": PASSAGE, "key": {"pet": "goat"}}
+    assert summary_check(info, "Kalo Mira keeps a goat.") == (True, True)
+    assert summary_check(info, "Kalo Mira keeps a goat or a dog.") == (False, False)  # a dog the passage never names
+    assert summary_check(info, "Kalo Mira keeps a goats.") == (False, True)  # not the word
+    assert summary_check(info, "Kalo Mira keeps a goat in Vessa.") == (True, True)  # Vessa is in the passage
+
+
+def test_no_summary_demo_is_about_a_heldout_person_or_uses_a_heldout_wording(skills_tasks):
+    out, world = skills_tasks
+    texts = skills_training_texts(out)
+    heldout_sentences = [s for voice in FILLERS.values() for s in voice[1]]
+    for name, text in texts.items():
+        assert not any(sentence in text for sentence in heldout_sentences), name
+        assert SUMMARY_EVAL_ASK[0].split("{")[0].strip() not in text and "From this passage alone" not in text, name
+    demos = 0
+    for path in ("sft_train.jsonl", "sft_val.jsonl"):
+        for _, row in read_jsonl(out / path):
+            if row["category"] == "summarise":
+                request = row["messages"][0]["content"]
+                assert not any(p.name in request for p in world.people if is_heldout_person(p.name)), request
+                demos += 1
+    assert demos > 500
+    rows = [row for _, row in read_jsonl(out / "eval.jsonl") if row["suite"] == "summarise"]
+    assert len({r["prompt"][-1]["content"] for r in rows}) == 100
+    assert all(is_heldout_person(r["info"]["person"]) for r in rows)
+    words = [len(r["info"]["passage"].split()) for r in rows]
+    assert 60 <= min(words) and max(words) <= 150

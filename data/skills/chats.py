@@ -11,7 +11,7 @@ from data.skills.code import code_request
 from data.skills.columns import OPS, calc, direct_text, heldout_problem, training_problem, worked_text
 from data.skills.comparisons import (DIRECT_ASK, KINDS, QUESTIONS, STEPS_ASK, answer, direct_reply, random_pair,
                                      stepped_reply)
-from data.skills.summaries import summary_request
+from data.skills.summaries import invented_person, is_heldout_person, summary_request
 from data.skills.translation import translation_request
 from data.world.chats import ChatMaker, Example, assistant, draw_category, user
 from data.world.world import rng_for
@@ -31,6 +31,8 @@ class SkillsMaker:
         self.world, self.rng = world, rng
         self.knowledge_maker = ChatMaker(world, rng, "train")
         self.names = [p.name for p in world.seen]
+        self.summarised = [p for p in world.seen if is_heldout_person(p.name)]  # the summary suite's people
+        self.taken_names = {p.name for p in world.people}
 
     def column(self, form, problem=None, heldout=False, digits=(2, 3)):
         """A column-arithmetic problem asked for its steps (form "steps") or its result ("direct")."""
@@ -66,7 +68,8 @@ class SkillsMaker:
     def summarise(self, heldout=False, form=None):
         """A passage about a person to sum up in one sentence, or to answer one question from
         (data/skills/summaries.py)."""
-        request, reply, info = summary_request(self.rng, self.world.seen, heldout, form)
+        person = self.rng.choice(self.summarised) if heldout else invented_person(self.rng, self.taken_names)
+        request, reply, info = summary_request(self.rng, person, heldout, form)
         return Example([user(request)], [assistant(reply)], info)
 
     def knowledge(self):
@@ -75,8 +78,11 @@ class SkillsMaker:
         return self.knowledge_maker.knowledge()
 
 
-SFT_MIX = {"arithmetic_steps": 0.26, "arithmetic_direct": 0.08, "compare_steps": 0.22, "compare_direct": 0.07,
-           "knowledge": 0.09, "code_write": 0.1, "translate_into": 0.05, "translate_from": 0.05, "summarise": 0.08}
+SFT_MIX = {"arithmetic_steps": 0.35, "arithmetic_direct": 0.12, "compare_steps": 0.3, "compare_direct": 0.1,
+           "knowledge": 0.13}
+TASKS_SFT_MIX = {"arithmetic_steps": 0.26, "arithmetic_direct": 0.08, "compare_steps": 0.22, "compare_direct": 0.07,
+                 "knowledge": 0.09, "code_write": 0.1, "translate_into": 0.05, "translate_from": 0.05,
+                 "summarise": 0.08}  # with --task_skills
 
 
 def make_example(maker, category):
@@ -93,6 +99,6 @@ def sft_conversations(world, n, cfg, split):
     maker = SkillsMaker(world, rng)
     rows = []
     for _ in range(n):
-        example = make_example(maker, draw_category(rng, SFT_MIX))
+        example = make_example(maker, draw_category(rng, TASKS_SFT_MIX if cfg.task_skills else SFT_MIX))
         rows.append({"messages": example.prompt + example.reply, "category": example.info["category"]})
     return rows

@@ -18,7 +18,8 @@ import re
 
 from data.skills.columns import answer_line, next_line
 from data.skills.summaries import MAX_SUMMARY_WORDS
-from data.world.words import CITIES, COLOURS, JOBS, PETS, YEARS
+from data.world.world import values_of
+from data.world.words import ATTRIBUTES
 from tools.python_tool import python_tool
 
 
@@ -59,7 +60,7 @@ def translation_right(info, text):
 
 
 # every value a fact of the world can take: a reply that states one its passage does not is unfaithful
-FACT_VALUES = [city for city, _, _ in CITIES] + list(JOBS) + PETS + COLOURS + [str(y) for y in YEARS]
+FACT_VALUES = [value for attribute in ATTRIBUTES for value in values_of(attribute)]
 
 
 def summary_check(info, text):
@@ -73,9 +74,8 @@ def summary_check(info, text):
         said = names(text, info["person"]) and all(names(text, v) for v in info["key"].values())
         return faithful and said and len(text.split()) <= MAX_SUMMARY_WORDS, faithful
     (fact, value), = info["key"].items()
-    rivals = {"city": [c for c, _, _ in CITIES], "job": list(JOBS), "pet": PETS, "colour": COLOURS,
-              "year": [str(y) for y in YEARS]}[fact]
-    return faithful and names(text, value) and not any(names(text, v) for v in rivals if v != value), faithful
+    return faithful and names(text, value) and not any(names(text, v) for v in values_of(fact) if v != value), \
+        faithful
 
 
 CODE_BLOCK = re.compile(r"```(?:python)?\n(.*?)\n?```", re.DOTALL)

@@ -28,7 +28,7 @@ from data_formats import write_jsonl, write_token_streams  # noqa: E402
 from data.skills.chats import sft_conversations  # noqa: E402
 from data.skills.pretraining import skills_documents  # noqa: E402
 from data.world.pretraining import token_streams  # noqa: E402
-from data.skills.prompts import EVAL_SUITES, direct_rl_prompts, eval_suites, rl_prompts  # noqa: E402
+from data.skills.prompts import EVAL_SUITES, TASK_SUITES, direct_rl_prompts, eval_suites, rl_prompts  # noqa: E402
 from data.world.world import encyclopedia, make_world, rng_for  # noqa: E402
 
 SKILLS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -36,8 +36,12 @@ FILES = ["train.bin", "val.bin", "meta.json", "sft_train.jsonl", "sft_val.jsonl"
          "rl_prompts_direct.jsonl", "eval.jsonl", "world.json", "encyclopedia.jsonl"]
 # pretraining documents by kind: arithmetic as a textbook teaches it (drill pages of column facts,
 # worked problems, answers written directly) and the world's documents about its people
-PRETRAIN_MIX = {"drill": 0.24, "worked": 0.24, "answers": 0.04, "biography": 0.16, "dialogue": 0.07, "story": 0.03,
-                "town": 0.02, "melan_words": 0.03, "bilingual": 0.06, "melan_text": 0.02, "letter": 0.05, "code": 0.04}
+PRETRAIN_MIX = {"drill": 0.3, "worked": 0.3, "answers": 0.05, "biography": 0.2, "dialogue": 0.1, "story": 0.03,
+                "town": 0.02}
+# with --task_skills: Melan (dictionary pages, bilingual pages, texts), letters and profiles, Python notes
+TASKS_PRETRAIN_MIX = {"drill": 0.24, "worked": 0.24, "answers": 0.04, "biography": 0.16, "dialogue": 0.07, "story": 0.03,
+                      "town": 0.02, "melan_words": 0.03, "bilingual": 0.06, "melan_text": 0.02, "letter": 0.05,
+                      "code": 0.04}
 
 
 @dataclass
@@ -53,6 +57,8 @@ class SkillsConfig:
     sft_val_examples: int = 300  # SFT validation conversations
     rl_prompts: int = 2000  # prompts for GRPO
     eval_per_suite: int = 100  # examples per held-out evaluation suite
+    task_skills: bool = False  # add the task skills (writing code, translation, summaries) to every file; not yet
+    #                            at their targets at this model size (data/skills/README.md), so off by default
 
 
 def prepare(cfg, verbose=True):
@@ -61,9 +67,9 @@ def prepare(cfg, verbose=True):
     world = make_world(cfg.seed, cfg.n_people, cfg.n_heldout)
     out = cfg.out_dir
     os.makedirs(out, exist_ok=True)
-    train_docs = skills_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "skills/pretrain/train"),
-                                  PRETRAIN_MIX)
-    val_docs = skills_documents(world, cfg.val_docs, rng_for(cfg.seed, "skills/pretrain/val"), PRETRAIN_MIX)
+    mix = TASKS_PRETRAIN_MIX if cfg.task_skills else PRETRAIN_MIX
+    train_docs = skills_documents(world, cfg.pretrain_docs, rng_for(cfg.seed, "skills/pretrain/train"), mix)
+    val_docs = skills_documents(world, cfg.val_docs, rng_for(cfg.seed, "skills/pretrain/val"), mix)
     tokenizer, train_ids, val_ids, _ = token_streams(train_docs, val_docs, cfg.vocab_size)
     say(f"pretraining: {len(train_docs):,} documents, {sum(map(len, train_docs)) / 1e6:.1f} MB of text, "
         f"BPE of {tokenizer.n_vocab} tokens -> {len(train_ids):,} train / {len(val_ids):,} val tokens")
@@ -80,7 +86,7 @@ def prepare(cfg, verbose=True):
     write_token_streams(out, tokenizer, {"train": train_ids, "val": val_ids},
                         {"world_seed": cfg.seed, "sample_prompts": probes})  # meta.json last: the folder is complete
     say(f"SFT: {cfg.sft_examples} + {cfg.sft_val_examples} conversations; RL: {cfg.rl_prompts} prompts; "
-        f"eval: {len(EVAL_SUITES)} suites x {cfg.eval_per_suite}")
+        f"eval: {len(EVAL_SUITES) + len(TASK_SUITES) * cfg.task_skills} suites x {cfg.eval_per_suite}")
     say(f"wrote {len(FILES)} files to {out} in {time.time() - t0:.1f}s")
     return world
 

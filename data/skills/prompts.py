@@ -13,7 +13,9 @@ from data.world.world import rng_for
 
 # RL practises the steps on fresh training problems and pairs, and the direct form on a small
 # fixed pool of problems (PRACTISED): the contrast between a skill and memorised answers
-RL_MIX = {"arithmetic_steps": 0.45, "compare_steps": 0.25, "arithmetic_practised": 0.15, "code_write": 0.15}
+RL_MIX = {"arithmetic_steps": 0.55, "compare_steps": 0.3, "arithmetic_practised": 0.15}
+TASKS_RL_MIX = {"arithmetic_steps": 0.45, "compare_steps": 0.25, "arithmetic_practised": 0.15,
+                "code_write": 0.15}  # with --task_skills
 N_PRACTISED = 100
 
 
@@ -29,7 +31,7 @@ def rl_prompts(world, n, cfg):
     practised = practised_problems(cfg.seed)
     rows = []
     for _ in range(n):
-        category = draw_category(rng, RL_MIX)
+        category = draw_category(rng, TASKS_RL_MIX if cfg.task_skills else RL_MIX)
         example = maker.column("direct", problem=rng.choice(practised)) if category == "arithmetic_practised" \
             else make_example(maker, category)
         rows.append({"prompt": example.prompt, "info": example.info})
@@ -47,7 +49,8 @@ def direct_rl_prompts(world, n, cfg):
 
 # the held-out suites, in the order eval.jsonl holds them
 EVAL_SUITES = ["arithmetic_steps", "arithmetic_direct", "arithmetic_longer", "arithmetic_practised", "compare_steps",
-               "compare_direct", "knowledge_seen", "code_write", "translate_into", "translate_from", "summarise"]
+               "compare_direct", "knowledge_seen"]
+TASK_SUITES = ["code_write", "translate_into", "translate_from", "summarise"]  # with --task_skills
 
 
 def eval_suites(world, cfg):
@@ -84,6 +87,16 @@ def eval_suites(world, cfg):
         # the facts the comparisons recall, asked in the world's evaluation wordings
         "knowledge_seen": [questioner.knowledge(person=world.seen[i // 2 % len(world.seen)],
                                                 attribute=("year", "city")[i % 2]) for i in range(n)],
+    }
+    if cfg.task_skills:
+        suites.update(task_suites(maker, distinct))
+    return [{"suite": suite, "prompt": ex.prompt, "info": ex.info, "reference": ex.reply}
+            for suite in EVAL_SUITES + TASK_SUITES * cfg.task_skills for ex in suites[suite]]
+
+
+def task_suites(maker, distinct):
+    """The task skills' suites: held-out wordings, values, sentence frames and people."""
+    return {
         # held-out frames and input values; two in five a held-out composition of two operations
         "code_write": distinct(lambda i: maker.code(heldout=True, composed=i % 5 < 2),
                                key_of=lambda example: example.prompt[-1]["content"]),
@@ -93,8 +106,6 @@ def eval_suites(world, cfg):
         # held-out people and wordings; every other row a one-sentence summary, the rest one fact
         "summarise": distinct(lambda i: maker.summarise(heldout=True, form=("summary", "fact")[i % 2])),
     }
-    return [{"suite": suite, "prompt": ex.prompt, "info": ex.info, "reference": ex.reply}
-            for suite in EVAL_SUITES for ex in suites[suite]]
 
 
 def parse_problem(text):

@@ -14,14 +14,17 @@ the year) is unfaithful, however true. That is the hallucination check (checkers
     <passage> According to the passage, what pet does Kalo Mira keep?
     -> Kalo Mira keeps a goat.
 
-Held out of every demo: one person in four (by a hash of the name), the last sentence template
-of every fact and a set of filler sentences (the suite's passages use only those), and the
-request wordings: the suite's passages are about people and in wordings that no demo used.
+The demos are about invented people (a new name and random facts each time), so that the model
+learns to read the passage rather than recall; the suite's passages are about the world's own
+people, whom the model knows. Held out of every demo and of pretraining: one person in four (by a
+hash of the name: the suite's), the last sentence template of every fact and a set of filler
+sentences (the suite's passages use only those), and the request wordings.
 """
 
 import hashlib
 
-from data.world.words import JOBS
+from data.world.world import make_name, random_person
+from data.world.words import JOBS, PEOPLE_SYLLABLES
 
 MAX_SUMMARY_WORDS = 25
 
@@ -134,11 +137,19 @@ def summary_of(kind, person, key):
     return f"{intro}, who {others[0]} and {others[1]}."
 
 
-def summary_request(rng, people, heldout=False, form=None):
+def invented_person(rng, taken):
+    """Somebody of no world: a new name with random facts. The demos are about such people, so the
+    only way to sum one up is to read the passage (the search demos' encyclopedia-only people do
+    the same for copying a search result)."""
+    while True:
+        name = " ".join(make_name(rng, PEOPLE_SYLLABLES, n) for n in (2, 3))
+        if name not in taken:
+            return random_person(rng, name)
+
+
+def summary_request(rng, person, heldout=False, form=None):
     """(request, reply, info): a one-sentence summary (form "summary") or one fact (form "fact")
-    of a passage about a person; held-out people and templates for the suite."""
-    candidates = [p for p in people if is_heldout_person(p.name) == heldout]
-    person = rng.choice(candidates)
+    of a passage about a person; held-out templates for the suite."""
     form = form or rng.choice(["summary", "fact"])
     kind, text, facts, key = passage(rng, person, heldout)
     slots = person.slots()
