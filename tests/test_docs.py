@@ -1,0 +1,49 @@
+"""README.md and docs/: every relative link and image path resolves, and every #anchor names a
+heading of the file it points into (GitHub's heading slugs)."""
+
+import glob
+import os
+import re
+
+from conftest import ROOT
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def markdown_files():
+    return [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "data", "skills", "README.md")] + \
+        sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+
+
+def slug(heading):
+    """GitHub's anchor for a heading: lower case, punctuation dropped (hyphens and underscores
+    kept), spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path):
+    with open(path) as f:
+        return {slug(line.lstrip("#")) for line in f if line.startswith("#")}
+
+
+def test_slug_by_hand():
+    assert slug("The skills track: step-by-step working, `python pipeline.py --track=skills` (20 min)") == \
+        "the-skills-track-step-by-step-working-python-pipelinepy---trackskills-20-min"
+    assert slug("Where the task skills stand") == "where-the-task-skills-stand"
+
+
+def test_every_relative_link_and_image_resolves():
+    checked = 0
+    for page in markdown_files():
+        text = open(page).read()
+        text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)  # code blocks are not links
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            assert os.path.exists(resolved), f"{os.path.relpath(page, ROOT)}: {target} does not exist"
+            if anchor and resolved.endswith(".md"):
+                assert anchor in anchors(resolved), f"{os.path.relpath(page, ROOT)}: no heading for #{anchor}"
+            checked += 1
+    assert checked > 20
