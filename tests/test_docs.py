@@ -1,9 +1,13 @@
-"""README.md and docs/: every relative link and image path resolves, and every #anchor names a
-heading of the file it points into (GitHub's heading slugs)."""
+"""README.md and docs/: every relative link and image path resolves, every #anchor names a heading
+of the file it points into (GitHub's heading slugs), and every command line the README quotes
+names a script and flags that script knows."""
 
 import glob
 import os
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ROOT
 
@@ -47,3 +51,26 @@ def test_every_relative_link_and_image_resolves():
                 assert anchor in anchors(resolved), f"{os.path.relpath(page, ROOT)}: no heading for #{anchor}"
             checked += 1
     assert checked > 20
+
+
+# `python script.py --flag=value ...` anywhere in the README, code blocks and inline code alike
+COMMAND = re.compile(r"python3? ((?:[\w.-]+/)*[\w-]+\.py)((?:\s+--[\w-]+(?:=(?:\"[^\"]*\"|'[^']*'|[^\s`|)]*))?)*)")
+
+
+def test_every_command_in_the_readme_names_a_script_and_flags_it_knows():
+    """Each script's --help lists its flags as --name=default: every flag a README command passes
+    must be among them (a renamed or removed option breaks the command a reader copies)."""
+    commands = COMMAND.findall(open(os.path.join(ROOT, "README.md")).read())
+    scripts = sorted({script for script, _ in commands})
+    assert len(commands) > 50 and len(scripts) > 15
+    for script in scripts:
+        assert os.path.exists(os.path.join(ROOT, script)), script
+
+    def help_text(script):
+        done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        return done.stdout + done.stderr
+    with ThreadPoolExecutor(2) as pool:
+        helps = dict(zip(scripts, pool.map(help_text, scripts)))
+    for script, flags in commands:
+        for name in re.findall(r"--([\w-]+)", re.sub(r"\"[^\"]*\"|'[^']*'", "", flags)):
+            assert f"--{name}=" in helps[script], f"README: python {script} --{name}: not an option of {script}"
