@@ -159,11 +159,11 @@ def reply_steps(rollouts, scores, tokenizer):
     one step per line where the checkers judge the steps (gold_steps), else one step, the whole
     reply with its score. The reply's <|im_end|> belongs to its last step."""
     steps = []
-    for i, (row, reply) in enumerate(zip(rollouts.rows, rollouts.replies)):
-        last = int(rollouts.last[i].nonzero()[-1]) if rollouts.last[i].any() else 0
+    last_columns = rollouts.last.argmax(1).tolist()  # one 1 a row (none: column 0); read from the device once
+    for row, reply, last, score in zip(rollouts.rows, rollouts.replies, last_columns, scores.tolist()):
         marks = gold_steps(row, reply) if all(reply.action_mask) else None  # (tool turns: not worked arithmetic)
         if marks is None:
-            steps.append([(last, scores[i].item())])
+            steps.append([(last, score)])
             continue
         first = last - (len(reply.tokens) - 1)  # the column predicting the reply's first token
         text_ends = np.cumsum([len(tokenizer.decode([t])) for t in reply.tokens[:-1]])  # past each token's text
@@ -178,16 +178,16 @@ def process_advantages(steps, group_size, action, eps=1e-6):
     the mean and std of all step rewards in its prompt's group; a token's advantage is the sum of
     the normalised rewards of the steps that end at or after it. A reply of one step gets exactly
     group_advantages' value on every token."""
-    advantages = torch.zeros_like(action)
+    advantages = torch.zeros(action.shape)  # filled on the CPU, step by step, then moved once
     for g in range(0, len(steps), group_size):
         rewards = torch.tensor([r for reply in steps[g:g + group_size] for _, r in reply])
-        mean, std = rewards.mean(), rewards.std()
+        mean, std = rewards.mean().item(), rewards.std().item()
         for i in range(g, g + group_size):
             to_go = 0.0
             for column, reward in reversed(steps[i]):  # the last step first: earlier steps overwrite their own tokens
                 to_go += (reward - mean) / (std + eps)
                 advantages[i, :column + 1] = to_go
-    return advantages * action
+    return advantages.to(action.device) * action
 
 
 # ----------------------------------------------------------------------------- losses

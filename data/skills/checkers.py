@@ -81,6 +81,16 @@ def summary_check(info, text):
 CODE_BLOCK = re.compile(r"```(?:python)?\n(.*?)\n?```", re.DOTALL)
 
 
+class BindName(ast.NodeTransformer):
+    """Replaces every use of one name by an expression."""
+
+    def __init__(self, name, expression):
+        self.name, self.expression = name, expression
+
+    def visit_Name(self, node):
+        return self.expression if node.id == self.name else node
+
+
 def bound(code, name, value):
     """The code with its input's name replaced by the value's literal, in the syntax tree (so a
     name inside a string stays as it is); None when the code is not one Python expression."""
@@ -88,11 +98,7 @@ def bound(code, name, value):
         tree = ast.parse(code.strip(), mode="eval")
     except SyntaxError:
         return None
-
-    class Bind(ast.NodeTransformer):
-        def visit_Name(self, node):
-            return ast.parse(repr(value), mode="eval").body if node.id == name else node
-    return ast.unparse(Bind().visit(tree))
+    return ast.unparse(BindName(name, ast.parse(repr(value), mode="eval").body).visit(tree))
 
 
 def code_right(info, text):
