@@ -47,6 +47,7 @@ from batching import pack_sequences, pad_right
 from checkpoint import load_for_resume, load_model, model_weights, restore_weights, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, Range, UserError, check_default_follows, parse_config, run_main)
+from credit import implicit_rewards
 from data.world.prepare import ensure_world, world_folder
 from data_formats import load_preferences, read_jsonl
 from evaluation import gold_reward, load_suites, periodic_scorecard, plot_scorecard
@@ -162,7 +163,7 @@ def dpo_loss(pi_c, pi_r, ref_c, ref_r, beta, loss_type="sigmoid", label_smoothin
         losses = torch.relu(1 - beta * h)
     else:  # ipo (the config allows only LOSS_TYPES)
         losses = (h - 1 / (2 * beta)) ** 2
-    return losses, beta * (pi_c - ref_c).detach(), beta * (pi_r - ref_r).detach()
+    return losses, implicit_rewards(pi_c, ref_c, beta).detach(), implicit_rewards(pi_r, ref_r, beta).detach()
 
 
 def trl_metrics(losses, chosen_rewards, rejected_rewards, pi_c, pi_r):

@@ -40,6 +40,7 @@ from batching import pad_batch
 from checkpoint import load_for_resume, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, UserError, parse_config, run_main)
+from credit import group_advantages, leave_one_out_advantages
 from data.world.prepare import world_folder
 from evaluation import gold_steps, load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
@@ -126,22 +127,7 @@ def rollout_outputs(model, ref, ids, temperature, micro_batch_size):
 
 
 # ----------------------------------------------------------------------------- advantages
-
-
-def group_advantages(scores, group_size, eps=1e-6):
-    """GRPO: each reply's score normalised within its prompt's group of group_size replies."""
-    groups = scores.view(-1, group_size)  # (prompts, k)
-    normalised = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
-    return normalised.view(-1)
-
-
-def leave_one_out_advantages(rewards, group_size):
-    """RLOO: each reply's reward minus the mean reward of the other group_size - 1 replies to the
-    same prompt (Kool et al. 2019; Ahmadian et al. 2024). The baseline never sees the reply it
-    judges, so the estimate stays unbiased; it equals k / (k - 1) * (r_i - group mean)."""
-    groups = rewards.view(-1, group_size)  # (prompts, k)
-    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
-    return (groups - others).view(-1)
+# (group_advantages and leave_one_out_advantages live in credit.py, beside PPO's and DPO's credit)
 
 
 def reply_advantages(scores, kl, action, cfg):

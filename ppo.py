@@ -38,6 +38,7 @@ from batching import pad_batch
 from checkpoint import load_for_resume, load_model, save_checkpoint
 from cli import (DType, Device, Folder, Fraction01, NonNegativeFloat, NonNegativeInt, OneOf, Path, PositiveFloat,
                  PositiveInt, Range, UserError, parse_config, repo_path, run_main)
+from credit import gae, per_token_rewards
 from data.world.prepare import world_folder
 from evaluation import load_suites, periodic_scorecard, plot_scorecard, rollout_gold
 from metrics import MetricsLog
@@ -140,31 +141,7 @@ def rollout_outputs(model, ref, ids, temperature, micro_batch_size):
 
 
 # ----------------------------------------------------------------------------- advantages
-
-
-def per_token_rewards(scores, logprobs, ref_logprobs, action, last, beta):
-    """Per-token KL penalty -beta * (log pi - log ref) on every generated token, plus the score at
-    the reply's last token (Ziegler et al. 2019). Returns (rewards, the KL term alone)."""
-    kl = (logprobs - ref_logprobs) * action
-    return -beta * kl + scores[:, None] * last, kl
-
-
-def gae(rewards, values, action, gamma, lam):
-    """Generalised advantage estimation (Schulman et al. 2016) over each row's generated tokens
-    only: tool-output tokens between two generated ones are skipped, as the environment's part.
-        delta_k = r_k + gamma * V_{k+1} - V_k   (V after the last token is 0)
-        A_k = delta_k + gamma * lam * A_{k+1}
-    Returns advantages and returns (A + V), zero outside the action positions."""
-    advantages = torch.zeros_like(rewards)
-    for i in range(rewards.size(0)):
-        steps = action[i].nonzero().squeeze(1)
-        next_value, next_advantage = 0.0, 0.0
-        for t in reversed(steps.tolist()):
-            delta = rewards[i, t] + gamma * next_value - values[i, t]
-            next_advantage = delta + gamma * lam * next_advantage
-            advantages[i, t] = next_advantage
-            next_value = values[i, t]
-    return advantages, (advantages + values) * action
+# (per_token_rewards and gae live in credit.py: inspect_tokens.py shows their numbers token by token)
 
 
 def whiten(x, mask, rt):

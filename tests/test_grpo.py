@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grpo import (group_advantages, group_policy_loss, k3_kl, leave_one_out_advantages, policy_logprobs,
-                  process_advantages, reply_advantages, rollout_outputs)
+from credit import group_advantages, leave_one_out_advantages
+from grpo import (group_policy_loss, k3_kl, policy_logprobs, process_advantages, reply_advantages,
+                  rollout_outputs)
 from model import GPT, GPTConfig
 
 

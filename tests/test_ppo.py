@@ -1,4 +1,4 @@
-"""ppo.py: GAE, whitening, the clipped losses, the KL penalty placement, the NLL term of preferred
+"""ppo.py and credit.py: GAE, whitening, the clipped losses, the KL penalty placement, the NLL term of preferred
 replies, the adaptive KL controller; rollouts.py: rollout tensors and the reward model's reading of
 them (what ppo.py and grpo.py share)."""
 import math
@@ -8,8 +8,9 @@ import torch
 
 from generation import Reply
 from model import GPT, GPTConfig
-from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, gae, nll_loss, per_token_rewards,
-                 policy_outputs, rollout_outputs, whiten)
+from credit import gae, per_token_rewards
+from ppo import (AdaptiveKL, PolicyAndValue, clipped_policy_loss, clipped_value_loss, nll_loss, policy_outputs,
+                 rollout_outputs, whiten)
 from rollouts import reward_model_scores, rollout_tensors
 from runtime import setup_runtime
 from tokenizer import Tokenizer
