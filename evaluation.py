@@ -72,6 +72,7 @@ ROWS = [
     ("val loss, chats (assistant tokens)", "val_loss_chat"),
     ("val loss, pretraining text", "val_loss_text"),
 ]
+LOWER_IS_BETTER = ("unfaithful", "val_loss_chat", "val_loss_text")  # rows where a fall is progress
 CHAT_STAGES = ("sft", "dpo", "ppo", "grpo", "rloo")
 
 

@@ -16,8 +16,12 @@ runs), so the pipeline is nothing but the course in order:
     5. dpo.py                 alignment straight from the pairs, from the SFT model
     6. ppo.py                 RLHF against the reward model, from the SFT model (DPO's alternative)
     7. eval.py                the behaviour scorecard of every stage on the held-out suites
+    8. inspect_tokens.py      what each stage changed in one reply, token by token (out_dir/tokens/)
 Then out_dir/report.md: the scorecard across stages, each stage's key figures, its plots and its time
-(with --profile=true, also where each stage's time went: forward, backward, optimizer, evaluation, ...).
+(with --profile=true, also where each stage's time went: forward, backward, optimizer, evaluation, ...),
+and out_dir/report.html, the same run on one self-contained page for a projector: the pipeline
+picture, the scorecard with each change coloured, every plot, each stage's reply to one prompt per
+behaviour side by side, and the token views. `--stages=report` rewrites both for a finished run.
 
 The skills track (--track=skills) runs the same scripts on data/skills (data/skills/prepare.py):
 arithmetic worked column by column and comparisons that need two facts, each also asked for the
@@ -37,21 +41,25 @@ from typing import Annotated, Optional
 import torch
 
 from cli import Folder, OneOf, UserError, parse_config, repo_path, run_main
+from evaluation import LOWER_IS_BETTER, ROWS
+from html_report import (embedded_image, esc, pipeline_html, replies_html, scorecard_html, token_view_html,
+                         write_page)
 from metrics import read_metrics
 from run_folder import claim_run_folder
 
-STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval", "report"]
-OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval"]  # each writes out_dir/<stage>
+STAGES = ["world", "pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval", "tokens", "report"]
+OUTPUT_STAGES = ["pretrain", "sft", "reward", "dpo", "ppo", "grpo", "eval", "tokens"]  # each writes out_dir/<stage>
 # The two tracks: the alignment story on the default world, and the skills that instruction tuning
 # teaches beyond answering (step-by-step working, reasoning over facts) on the skills track's data
 TRACKS = {
-    "alignment": dict(stages=["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "report"],
+    "alignment": dict(stages=["world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "tokens", "report"],
                       prepare="data/world/prepare.py", data_dir="data/world", out_dir="out"),
-    "skills": dict(stages=["world", "pretrain", "sft", "grpo", "eval", "report"], prepare="data/skills/prepare.py",
+    "skills": dict(stages=["world", "pretrain", "sft", "grpo", "eval", "tokens", "report"],
+                   prepare="data/skills/prepare.py",
                    data_dir="data/skills", out_dir="out_skills"),
 }
 # what pipeline.py itself writes into out_dir, beside the stages' folders
-PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "pipeline_times.json")
+PIPELINE_OUTPUTS = (*OUTPUT_STAGES, "*.log", "*.profile.json", "report.md", "report.html", "pipeline_times.json")
 
 # Smoke run: every stage's loop, eval and save for a few steps (a tiny model from scratch): checks an install
 FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_interval=2"]
@@ -83,6 +91,7 @@ SMOKE_ARGS = {
     "grpo": ["--max_steps=2", "--rollout_batch=2", "--group_size=2", "--minibatch_size=4", "--micro_batch_size=2",
              "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"],
     "eval": ["--per_suite=2"],
+    "tokens": ["--max_new_tokens=8", "--group_size=2"],
 }
 
 
@@ -141,6 +150,7 @@ def alignment_commands(d, o, dev):
                 f"--nll_data={d}/prefs_train.jsonl", f"--out_dir={o}/ppo", *dev],
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/dpo,{o}/ppo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", *dev],
+        "tokens": ["inspect_tokens.py", f"--run={o}", f"--data_dir={d}", f"--out_dir={o}/tokens", *dev],
     }
 
 
@@ -152,6 +162,8 @@ def skills_commands(d, o, dev):
                  "--nll_coef=0.2", f"--nll_data={d}/sft_train.jsonl", f"--out_dir={o}/grpo", *dev],
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/grpo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", "--pass_at_k=16", f"--pass_suites={','.join(PASS_SUITES)}", *dev],
+        "tokens": ["inspect_tokens.py", f"--run={o}", f"--data_dir={d}", "--suite=arithmetic_steps",
+                   "--views=logprobs,grpo", f"--out_dir={o}/tokens", *dev],
     }
 
 
@@ -291,10 +303,9 @@ def write_report(cfg, commands, times):
     with open(timing_path, "w") as f:
         json.dump(times, f)
 
-    lines = [f"# {TITLES[cfg.track]}", "",
-             run_provenance() + f" Total time {sum(times.values()) / 60:.1f} min."
-             + (" SMOKE RUN (tiny models)." if cfg.smoke else ""),
-             "", "## What each stage taught: held-out behaviour scorecard", "",
+    provenance = (run_provenance() + f" Total time {sum(times.values()) / 60:.1f} min."
+                  + (" SMOKE RUN (tiny models)." if cfg.smoke else ""))
+    lines = [f"# {TITLES[cfg.track]}", "", provenance, "", "## What each stage taught: held-out behaviour scorecard", "",
              "Share of right replies per behaviour on the world's held-out suites (greedy, tools on); the base "
              "model (pretrain) is probed with completions where a behaviour allows it.", "", table, "",
              "## Stages", "", "| stage | time | key figures | command |", "|---|---:|---|---|"]
@@ -309,12 +320,54 @@ def write_report(cfg, commands, times):
         lines += ["", "PPO rollouts with their reward-model and gold scores: [ppo/samples.md](ppo/samples.md)."]
     if os.path.exists(os.path.join(out, "grpo", "samples.md")):
         lines += ["", "GRPO rollouts with their scores: [grpo/samples.md](grpo/samples.md)."]
+    if os.path.exists(os.path.join(out, "tokens", "tokens.html")):
+        lines += ["", "What each stage changed in one reply, token by token: [tokens/tokens.html](tokens/tokens.html)", ""]
+        lines += [f"![{name}](tokens/{name})" for name in sorted(os.listdir(os.path.join(out, "tokens")))
+                  if name.startswith("tokens_") and name.endswith(".png")]
     lines += time_breakdown(out)
     path = os.path.join(out, "report.md")
     with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(path + ".tmp", path)
+    write_html_report(cfg, commands, provenance, times, figures)
     return path
+
+
+def write_html_report(cfg, commands, provenance, times, figures):
+    """out_dir/report.html: the run on one page that opens from disk (plots embedded, no script,
+    nothing fetched): the pipeline picture, the scorecard with the changes coloured, the plots,
+    each stage's reply to one prompt per behaviour, and the token views of out_dir/tokens."""
+    out = cfg.out_dir
+    stages = TRACKS[cfg.track]["stages"][:-1]
+    boxes = [(s, f"{times[s] / 60:.1f} min" if s in times else "", figures.get(s, "")) for s in stages]
+    with open(os.path.join(out, "eval", "scorecard.json")) as f:
+        results = {os.path.basename(path.rstrip("/")): r for path, r in json.load(f).items()}
+    parents = {"sft": "pretrain", "dpo": "sft", "ppo": "sft", "grpo": "sft"}
+    body = [f"<p>{esc(provenance)}</p>", "<h2>The pipeline</h2>", pipeline_html(boxes),
+            "<h2>What each stage taught: the held-out scorecard</h2>",
+            "<p>Share of right replies per behaviour (greedy, tools on). In brackets and coloured: the change "
+            "from the stage it was trained from (green better, red worse).</p>",
+            scorecard_html({s: r["scores"] for s, r in results.items()}, ROWS, parents, LOWER_IS_BETTER),
+            "<h2>Each stage's reply, side by side</h2>",
+            "<p>The first held-out prompt of each behaviour (the base model completes its probe instead).</p>",
+            replies_html({s: r["examples"] for s, r in results.items()},
+                         list(dict.fromkeys(k for r in results.values() for k in r["examples"])))]
+    tokens_path = os.path.join(out, "tokens", "tokens.json")
+    if os.path.exists(tokens_path):
+        with open(tokens_path) as f:
+            tokens = json.load(f)
+        body += ["<h2>Token by token: where each stage acted</h2>",
+                 f"<p>Prompt: <b>{esc(tokens['prompt'])}</b> (from <code>python inspect_tokens.py</code>; hover a "
+                 f"token for its numbers)</p>"]
+        body += [token_view_html(view) for view in tokens["views"]]
+    body.append("<h2>Plots</h2>")
+    for stage, name in PLOTS:
+        if os.path.exists(os.path.join(out, stage, name)):
+            body.append(f"<h3>{esc(stage)}: {esc(name)}</h3>" + embedded_image(os.path.join(out, stage, name),
+                                                                             f"{stage} {name}"))
+    body += ["<h2>Commands</h2>",
+             "<pre>" + esc("\n".join(f"python {' '.join(commands[s])}" for s in stages)) + "</pre>"]
+    return write_page(os.path.join(out, "report.html"), TITLES[cfg.track], "\n".join(body))
 
 
 def main():
@@ -344,7 +397,7 @@ def main():
             times[stage] = run_stage(stage, commands[stage], os.path.join(cfg.out_dir, f"{stage}.log"), profile)
     if "report" in stages:
         path = write_report(cfg, commands, times)
-        print(f"\nwrote {path}")
+        print(f"\nwrote {path} and {os.path.join(os.path.dirname(path), 'report.html')}")
     out_folder.release()
 
 

@@ -74,6 +74,36 @@ def skills_tasks(tmp_path_factory):
     return out, world
 
 
+SMOKE_WORLD = ("--world_args=--n_people=20 --n_heldout=4 --pretrain_docs=1500 --val_docs=100 --vocab_size=400 "
+               "--sft_examples=200 --sft_val_examples=20 --pref_pairs=100 --pref_val_pairs=20 --rl_prompts=64 "
+               "--eval_per_suite=4")
+SMOKE_SKILLS = ("--world_args=--pretrain_docs=1500 --val_docs=100 --vocab_size=400 --sft_examples=200 "
+                "--sft_val_examples=20 --rl_prompts=64 --eval_per_suite=4")
+
+
+def run_smoke_pipeline(tmp, *args):
+    """`python pipeline.py --smoke=True` into tmp/out on a small world in tmp/data: every stage
+    for a few steps with tiny models. Returns (out folder, data folder, the run's output)."""
+    import subprocess
+    out, data = tmp / "out", tmp / "data"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--smoke=True", f"--data_dir={data}",
+                           f"--out_dir={out}", "--device=cpu", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, data, done.stdout
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(tmp_path_factory):
+    """The alignment track's smoke run, shared by the report and token-view tests."""
+    return run_smoke_pipeline(tmp_path_factory.mktemp("smoke"), SMOKE_WORLD)
+
+
+@pytest.fixture(scope="session")
+def skills_smoke_pipeline(tmp_path_factory):
+    """The skills track's smoke run (pretrain, SFT, GRPO with the verifier, eval with pass@k)."""
+    return run_smoke_pipeline(tmp_path_factory.mktemp("smoke_skills"), "--track=skills", SMOKE_SKILLS)
+
+
 def skills_training_texts(out):
     """Every training file of a skills folder as text: the pretraining stream decoded, and every
     message of the SFT demos and RL prompts (what the held-out checks search)."""

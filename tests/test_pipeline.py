@@ -306,42 +306,30 @@ def test_eval_compares_every_stage(stages, small_world, tmp_path):
     assert (tmp_path / "scorecard.md").read_text().count("|") > 20
 
 
-def test_pipeline_smoke_run_writes_the_report(tmp_path):
+def test_pipeline_smoke_run_writes_the_report(smoke_pipeline):
     """pipeline.py chains every stage script (output of one is the input of the next) and writes a
     report with the scorecard across stages, each stage's figures and time, and the plots."""
-    out = tmp_path / "out"
-    day_before = time.strftime("%Y-%m-%d", time.gmtime())
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--smoke=True",
-                           f"--data_dir={tmp_path / 'world'}", f"--out_dir={out}", "--device=cpu",
-                           "--world_args=--n_people=20 --n_heldout=4 --pretrain_docs=1500 --val_docs=100 "
-                           "--vocab_size=400 --sft_examples=200 --sft_val_examples=20 --pref_pairs=100 "
-                           "--pref_val_pairs=20 --rl_prompts=64 --eval_per_suite=4"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out, _, _ = smoke_pipeline
     report = (out / "report.md").read_text()
-    # the run's provenance: the checkout's commit, torch's version, the date
+    # the run's provenance: the checkout's commit, torch's version, the date (today, or yesterday
+    # for a run that crossed midnight)
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert f"Commit {head}" in report and f"torch {torch.__version__}" in report
-    assert day_before in report or time.strftime("%Y-%m-%d", time.gmtime()) in report
+    assert any(time.strftime("%Y-%m-%d", time.gmtime(time.time() - d)) in report for d in (0, 86400))
     for stage in ["pretrain", "sft", "dpo", "ppo"]:
         assert f"| {stage} |" in report  # a time-and-figures row per stage
         assert f"--out_dir={out}/{stage}" in report  # with the exact command that made it
     assert "| refusal of harmful requests |" in report and "held-out pair accuracy" in report
     assert "![ppo ppo.png](ppo/ppo.png)" in report and (out / "ppo" / "ppo.png").exists()
+    assert "[tokens/tokens.html](tokens/tokens.html)" in report and (out / "tokens" / "tokens_dpo.png").exists()
     times = json.loads((out / "pipeline_times.json").read_text())
-    assert set(times) == {"world", "pretrain", "sft", "reward", "dpo", "ppo", "eval"}
+    assert set(times) == {"world", "pretrain", "sft", "reward", "dpo", "ppo", "eval", "tokens"}
 
 
-def test_skills_track_smoke_run_writes_its_report(tmp_path):
+def test_skills_track_smoke_run_writes_its_report(skills_smoke_pipeline):
     """pipeline.py --track=skills: data/skills/prepare.py -> pretrain -> sft -> grpo (the verifier's
     reward) -> eval with pass@k, and the report with the skills suites and the pass@k table."""
-    out = tmp_path / "out"
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "--track=skills", "--smoke=True",
-                           f"--data_dir={tmp_path / 'skills'}", f"--out_dir={out}", "--device=cpu",
-                           "--world_args=--pretrain_docs=1500 --val_docs=100 --vocab_size=400 --sft_examples=200 "
-                           "--sft_val_examples=20 --rl_prompts=64 --eval_per_suite=4"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out, _, _ = skills_smoke_pipeline
     report = (out / "report.md").read_text()
     assert report.startswith("# The skills track")
     for stage in ["pretrain", "sft", "grpo"]:
@@ -352,8 +340,9 @@ def test_skills_track_smoke_run_writes_its_report(tmp_path):
         assert f"| {row} |" in report
     assert "| arithmetic_steps, pass@16 |" in report and "| compare_direct, pass@1 |" in report
     assert "![eval pass_at_k.png](eval/pass_at_k.png)" in report and (out / "eval" / "pass_at_k.png").exists()
+    assert (out / "tokens" / "tokens_grpo.png").exists() and (out / "report.html").exists()
     times = json.loads((out / "pipeline_times.json").read_text())
-    assert set(times) == {"world", "pretrain", "sft", "grpo", "eval"}
+    assert set(times) == {"world", "pretrain", "sft", "grpo", "eval", "tokens"}
 
 
 def test_pipeline_stops_at_a_failing_stage_with_its_log(tmp_path):
