@@ -180,14 +180,16 @@ def ppo_view(policy, value, ref, reward_model, ckpt, tokenizer, row, reply, rt):
     series = {"log pi": logprobs[0][at], "log ref": ref_logprobs[0][at], "-beta KL": -beta * kl[0][at],
               "value": values[0][at], "reward": rewards[0][at], "advantage (GAE)": advantages[0][at],
               "return": returns[0][at]}
-    label = (f"rollout: score {scores[0].item():+.3f} at the last token"
+    label = (f"score {scores[0].item():+.3f} at the last token"
              + (f", gold reward {gold[0].item():+.2f}" if gold is not None else ""))
+    tokens = generated_tokens(tokenizer, reply)
+    # the same rollout three times, coloured by where the penalty, the expectation and the credit sit
+    lines = [line(f"{name} ({label})", tokens, series, name) for name in ("-beta KL", "value", "advantage (GAE)")]
     return {"name": "ppo", "title": "A PPO rollout: KL penalty, value, reward and advantage per token",
             "caption": f"Sampled from the PPO policy at temperature {cfg['temperature']}. Reward: -beta (log pi - "
                        f"log ref) on every token (beta {beta:.3g}), plus the score on the last one; GAE (gamma "
-                       f"{cfg['gamma']}, lambda {cfg['lam']}) carries it back through the value model. Colour: "
-                       f"the advantage, before ppo.py whitens it over the batch.",
-            "lines": [line(label, generated_tokens(tokenizer, reply), series, "advantage (GAE)")]}
+                       f"{cfg['gamma']}, lambda {cfg['lam']}) carries it back through the value model. The "
+                       f"advantage is shown before ppo.py whitens it over the batch.", "lines": lines, "scale": "line"}
 
 
 def grpo_view(policy, reward_model, ckpt, tokenizer, row, group_size, max_new_tokens, tools, seed, rt):

@@ -123,6 +123,7 @@ def test_ppo_view_is_gae_over_the_kl_penalised_rewards(smoke_pipeline):
     reply = respond(models["ppo"], tokenizer, [row["prompt"]], 12)[0]
     rt = inspect_tokens.setup_runtime("cpu", "float32")
     view = inspect_tokens.ppo_view(models["ppo"], value.eval(), models["sft"], rm, ckpt, tokenizer, row, reply, rt)
+    assert [ln["colour"] for ln in view["lines"]] == ["-beta KL", "value", "advantage (GAE)"]
     series = view["lines"][0]["series"]
     score = float(re.search(r"score ([-+][\d.]+)", view["lines"][0]["label"]).group(1))
     beta, gamma, lam = ckpt["kl_beta"], ckpt["config"]["gamma"], ckpt["config"]["lam"]
