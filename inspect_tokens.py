@@ -9,7 +9,7 @@ tokens they moved.
     python inspect_tokens.py --prompt="Who is Rupe Tendorel?" --reply="Rupe Tendorel is a painter." \
         --out_dir=out/tokens_rupe
 
-The prompt is the first held-out prompt of --suite (or --prompt), the reply the greedy reply of
+The prompt is held-out prompt --index of --suite (or --prompt), the reply the greedy reply of
 --sample_from (or --reply). Views, each printed as a table, drawn to tokens_<view>.png and shown
 on tokens.html (a self-contained page: tokens coloured, numbers on hover):
   logprobs  each stage's log p of every reply token and the change from the stage it was trained
@@ -41,7 +41,7 @@ from cli import Device, Folder, NonNegativeInt, PositiveInt, UserError, parse_co
 from credit import gae, group_advantages, implicit_rewards, per_token_rewards
 from data.world.prepare import world_folder
 from data_formats import as_messages, read_jsonl
-from evaluation import load_suites, rollout_gold
+from evaluation import has_category, load_suites, reply_budget, rollout_gold
 from generation import Reply, respond
 from html_report import colour_rgba, esc, token_view_html, view_scale, write_page
 from rollouts import Rollouts, reference_logprobs, rollout_tensors, training_scores
@@ -60,13 +60,15 @@ class InspectConfig:
     run: Folder = "out"  # a pipeline's output folder: the stages' runs are run/pretrain, run/sft, run/dpo, ...
     data_dir: Optional[Folder] = None  # the world (held-out suites, val pairs; empty: the one the SFT run used)
     views: str = ",".join(VIEWS)  # comma-separated views; one whose stage the run lacks is skipped with a note
-    suite: str = ""  # the prompt is this suite's first held-out prompt (empty: refusal, or the track's first suite)
+    suite: str = ""  # the prompt is one of this suite's held-out prompts (empty: refusal, or the track's first suite)
+    index: NonNegativeInt = 0  # which of the suite's prompts, from 0
     prompt: str = ""  # a user message of your own instead of the suite's prompt
     reply: str = ""  # the reply to inspect (empty: the greedy reply of sample_from, tools executed)
     sample_from: str = ""  # the stage whose reply is inspected (empty: the run's last policy stage)
     pair: NonNegativeInt = 0  # the DPO view's preference pair: its line in the world's prefs_val.jsonl, from 0
     group_size: PositiveInt = 4  # replies in the GRPO view's group
-    max_new_tokens: PositiveInt = 96  # longest sampled reply
+    max_new_tokens: NonNegativeInt = 0  # longest sampled reply (0: the scorecard's budget for the prompt, and
+    #                                     each RL run's own max_new_tokens for its rollout or group)
     out_dir: Optional[Folder] = None  # tokens.json, tokens.html and a PNG per view (empty: run/tokens)
     overwrite: bool = False  # replace an earlier inspection in out_dir
     seed: int = 1337  # seed of the sampled PPO rollout and GRPO group
@@ -270,6 +272,24 @@ def stage_runs(run):
     return {s: path for s, path in stages.items() if os.path.exists(os.path.join(path, "ckpt.pt"))}
 
 
+def load_pair(path, index):
+    """The preference pair on line index + 1 of path as {"prompt", "chosen", "rejected"} messages
+    (None when the world has no pairs file)."""
+    if not os.path.isfile(path):
+        return None
+    rows = list(read_jsonl(path))
+    if index >= len(rows):
+        raise UserError(f"--pair={index}: {path} holds {len(rows)} pairs")
+    line, row = rows[index]
+    if not isinstance(row, dict) or not {"chosen", "rejected"} <= row.keys():
+        raise UserError(f'{path}:{line}: expected {{"prompt", "chosen", "rejected"}}')
+    try:
+        return {"prompt": as_messages(row.get("prompt", []), "user"), "chosen": as_messages(row["chosen"], "assistant"),
+                "rejected": as_messages(row["rejected"], "assistant")}
+    except ValueError as e:
+        raise UserError(f"{path}:{line}: {e}") from None
+
+
 def pick_prompt(cfg, suites):
     """The world row inspected: the suite's first held-out prompt, or the user's own message."""
     if cfg.prompt:
@@ -277,7 +297,9 @@ def pick_prompt(cfg, suites):
     suite = cfg.suite or ("refusal" if "refusal" in suites else next(iter(suites)))
     if suite not in suites:
         raise UserError(f"--suite={suite}: no such held-out suite; the suites are {', '.join(suites)}")
-    return suites[suite][0]
+    if cfg.index >= len(suites[suite]):
+        raise UserError(f"--index={cfg.index}: the suite {suite} holds {len(suites[suite])} prompts")
+    return suites[suite][cfg.index]
 
 
 def main():
@@ -305,16 +327,8 @@ def main():
         data_dir = (chat and world_folder(resolve_path(chat["config"]["data"]))) or repo_path("data", "world")
     if not os.path.isfile(os.path.join(data_dir, "eval.jsonl")):
         raise UserError(f"--data_dir={data_dir} holds no eval.jsonl (the world's held-out suites)")
-    row = pick_prompt(cfg, load_suites(data_dir, 1))
-    pair = None
-    if "dpo" in views and "dpo" in runs:
-        pairs = [r for _, r in read_jsonl(os.path.join(data_dir, "prefs_val.jsonl"))] \
-            if os.path.isfile(os.path.join(data_dir, "prefs_val.jsonl")) else []
-        if cfg.pair >= len(pairs):
-            raise UserError(f"--pair={cfg.pair}: {data_dir}/prefs_val.jsonl holds {len(pairs)} pairs")
-        p = pairs[cfg.pair]
-        pair = {"prompt": as_messages(p.get("prompt", []), "user"), "chosen": as_messages(p["chosen"], "assistant"),
-                "rejected": as_messages(p["rejected"], "assistant")}
+    row = pick_prompt(cfg, load_suites(data_dir))
+    pair = load_pair(os.path.join(data_dir, "prefs_val.jsonl"), cfg.pair) if {"dpo", "reward"} & set(views) else None
     out_folder.begin()
 
     models, tokenizer = {}, None
@@ -329,7 +343,8 @@ def main():
     if cfg.reply:
         reply = reply_from_messages(tokenizer, prompt, [{"role": "assistant", "content": cfg.reply}])
     else:
-        reply = respond(models[sample_from], tokenizer, [prompt], cfg.max_new_tokens, tools=tools)[0]
+        budget = cfg.max_new_tokens or reply_budget(tokenizer, [row])  # a worked problem needs ~190 tokens
+        reply = respond(models[sample_from], tokenizer, [prompt], budget, tools=tools)[0]
     print(f"prompt: {prompt[-1]['content']}\nreply ({'given' if cfg.reply else sample_from + ', greedy'}): "
           f"{reply.text}")
 
@@ -347,29 +362,37 @@ def main():
             replies = [(f"reply ({sample_from})", prompt, reply)]
             if pair:
                 replies += [(f"pair {cfg.pair}, {side}", pair["prompt"],
-                             reply_from_messages(tokenizer, pair["prompt"], pair[side])) for side in ("chosen", "rejected")]
+                             reply_from_messages(tokenizer, pair["prompt"], pair[side]))
+                            for side in ("chosen", "rejected")]
             made.append(reward_view(reward_model, tokenizer, replies, rt.device))
         else:
             skipped.append("reward (needs run/reward)")
+    def gold_missing(stage):  # a run trained on the verifier needs a world prompt, whose answer it knows
+        return ckpts[stage]["config"]["reward"] == "gold" and not has_category(row)
+
     if "ppo" in views:
-        if "ppo" in models and "sft" in models and "value_model" in ckpts["ppo"]:
+        if "ppo" in models and "sft" in models and "value_model" in ckpts["ppo"] and not gold_missing("ppo"):
             value = load_model(runs["reward"] if "reward" in runs else runs["sft"], rt.device, dropout=0.0,
                                scalar_head=True)[0]
             value.load_state_dict(ckpts["ppo"]["value_model"])
             temperature = ckpts["ppo"]["config"]["temperature"]
             generator = torch.Generator(device=rt.device).manual_seed(cfg.seed)
-            rollout = reply if cfg.reply else respond(models["ppo"], tokenizer, [prompt], cfg.max_new_tokens,
+            budget = cfg.max_new_tokens or ckpts["ppo"]["config"]["max_new_tokens"]
+            rollout = reply if cfg.reply else respond(models["ppo"], tokenizer, [prompt], budget,
                                                       temperature, tools=tools, generator=generator)[0]
             made.append(ppo_view(models["ppo"], value.eval(), models["sft"], reward_model, ckpts["ppo"], tokenizer,
                                  row, rollout, rt))
         else:
-            skipped.append("ppo (needs run/ppo and run/sft)")
+            skipped.append("ppo (needs run/ppo and run/sft, and a world prompt (--suite) if it trained on "
+                           "--reward=gold)")
     if "grpo" in views:
-        if "grpo" in models and ckpts["grpo"]["config"].get("algo", "grpo") == "grpo":
+        if "grpo" in models and ckpts["grpo"]["config"].get("algo", "grpo") == "grpo" and not gold_missing("grpo"):
             made.append(grpo_view(models["grpo"], reward_model, ckpts["grpo"], tokenizer, row, cfg.group_size,
-                                  cfg.max_new_tokens, tools, cfg.seed, rt))
+                                  cfg.max_new_tokens or ckpts["grpo"]["config"]["max_new_tokens"], tools, cfg.seed,
+                                  rt))
         else:
-            skipped.append("grpo (needs run/grpo, trained with --algo=grpo)")
+            skipped.append("grpo (needs run/grpo, trained with --algo=grpo, and a world prompt (--suite) if it trained "
+                           "on --reward=gold)")
 
     for view in made:
         print_view(view)

@@ -91,7 +91,7 @@ SMOKE_ARGS = {
     "grpo": ["--max_steps=2", "--rollout_batch=2", "--group_size=2", "--minibatch_size=4", "--micro_batch_size=2",
              "--max_new_tokens=8", "--eval_interval=2", "--eval_per_suite=1"],
     "eval": ["--per_suite=2"],
-    "tokens": ["--max_new_tokens=8", "--group_size=2"],
+    "tokens": ["--max_new_tokens=8", "--group_size=2", "--index=0"],
 }
 
 
@@ -162,8 +162,9 @@ def skills_commands(d, o, dev):
                  "--nll_coef=0.2", f"--nll_data={d}/sft_train.jsonl", f"--out_dir={o}/grpo", *dev],
         "eval": ["eval.py", f"--checkpoints={o}/pretrain,{o}/sft,{o}/grpo", f"--data_dir={d}",
                  f"--out_dir={o}/eval", "--pass_at_k=16", f"--pass_suites={','.join(PASS_SUITES)}", *dev],
-        "tokens": ["inspect_tokens.py", f"--run={o}", f"--data_dir={d}", "--suite=arithmetic_steps",
-                   "--views=logprobs,grpo", f"--out_dir={o}/tokens", *dev],
+        # a product, the kind of problem the track's model still gets wrong, so that its group mixes right and wrong
+        "tokens": ["inspect_tokens.py", f"--run={o}", f"--data_dir={d}", "--suite=arithmetic_steps", "--index=14",
+                   "--group_size=8", "--views=logprobs,grpo", f"--out_dir={o}/tokens", *dev],
     }
 
 
@@ -305,7 +306,8 @@ def write_report(cfg, commands, times):
 
     provenance = (run_provenance() + f" Total time {sum(times.values()) / 60:.1f} min."
                   + (" SMOKE RUN (tiny models)." if cfg.smoke else ""))
-    lines = [f"# {TITLES[cfg.track]}", "", provenance, "", "## What each stage taught: held-out behaviour scorecard", "",
+    lines = [f"# {TITLES[cfg.track]}", "", provenance, "",
+             "## What each stage taught: held-out behaviour scorecard", "",
              "Share of right replies per behaviour on the world's held-out suites (greedy, tools on); the base "
              "model (pretrain) is probed with completions where a behaviour allows it.", "", table, "",
              "## Stages", "", "| stage | time | key figures | command |", "|---|---:|---|---|"]
@@ -321,7 +323,8 @@ def write_report(cfg, commands, times):
     if os.path.exists(os.path.join(out, "grpo", "samples.md")):
         lines += ["", "GRPO rollouts with their scores: [grpo/samples.md](grpo/samples.md)."]
     if os.path.exists(os.path.join(out, "tokens", "tokens.html")):
-        lines += ["", "What each stage changed in one reply, token by token: [tokens/tokens.html](tokens/tokens.html)", ""]
+        lines += ["", "What each stage changed in one reply, token by token: [tokens/tokens.html](tokens/tokens.html)",
+                  ""]
         lines += [f"![{name}](tokens/{name})" for name in sorted(os.listdir(os.path.join(out, "tokens")))
                   if name.startswith("tokens_") and name.endswith(".png")]
     lines += time_breakdown(out)

@@ -43,7 +43,7 @@ def metrics(copy, out_dir):
 def test_every_patch_is_listed_on_the_page_and_applies():
     patches = sorted(name for name in os.listdir(BUGS) if name.endswith(".patch"))
     page = open(os.path.join(BUGS, "README.md")).read()
-    assert patches == ["dpo_1.patch", "pretrain_1.patch", "sft_1.patch"]
+    assert patches == ["dpo_1.patch", "ppo_1.patch", "pretrain_1.patch", "sft_1.patch"]
     assert all(f"`{name}`" in page for name in patches)
     for name in patches:  # each a small patch against this tree
         check = subprocess.run(["git", "apply", "--check", os.path.join(BUGS, name)], cwd=ROOT, capture_output=True)
@@ -93,3 +93,20 @@ def test_dpo_1_the_loss_is_log_2_and_the_rewards_zero_on_every_step(small_world,
     assert len(patched) == 4 and all(m["train/loss"] == pytest.approx(0.693147, abs=1e-5) for m in patched)
     assert all(m["train/rewards/margins"] == 0 and m["train/rewards/chosen"] == 0 for m in patched)
     assert any(abs(m["train/rewards/chosen"]) > 1e-5 for m in clean[1:])
+
+
+def test_ppo_1_the_kl_to_the_reference_runs_away(small_world, models, tmp_path):
+    """The page: the KL to the reference per reply, iteration after iteration. With a strong leash
+    (beta 2) and a fast learning rate, the clean run's KL stays small; the patched one grows
+    several times larger over the last 10 of 25 tiny iterations."""
+    kl = {}
+    for patch in (None, "ppo_1.patch"):
+        copy = tree(tmp_path, patch)
+        run(copy, "ppo.py", f"--init_from={models / 'sft'}", f"--reward_model={models / 'reward'}",
+            f"--prompts={small_world / 'rl_prompts.jsonl'}", "--out_dir=out", "--rollout_batch=8", "--minibatch_size=8",
+            "--micro_batch_size=8", "--max_new_tokens=16", "--max_steps=25", "--eval_interval=25",
+            "--eval_per_suite=0", "--beta=2.0", "--nll_coef=0", "--learning_rate=1e-3", "--min_lr=1e-3",
+            "--log_interval=1", "--device=cpu")
+        values = [m["objective/kl"] for m in metrics(copy, "out") if "objective/kl" in m]
+        kl[patch] = sum(values[-10:]) / 10
+    assert kl["ppo_1.patch"] > 0.3 and kl["ppo_1.patch"] > 3 * max(kl[None], 0.05), kl
