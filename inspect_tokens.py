@@ -245,6 +245,8 @@ def draw_view(path, view, width=110):
                 row, col = row + 1, 0
             placed.append((row, col, text, value, scale))
             col += len(text)
+            if token.endswith("\n"):  # the reply's own line breaks, as on the page
+                row, col = row + 1, 0
         row += 1.6
     # one x unit = one character of 9 pt monospace (0.6 em wide), the axes 98% of the figure
     fig = Figure(figsize=(width * 0.6 * 9 / 72 / 0.98, 0.32 * (row + 1.5)))
