@@ -1,5 +1,5 @@
 """
-Speed figures for the machine this runs on: what the README's numbers come from.
+Speed figures for the machine this runs on: what the speed chapter's numbers (docs/10-speed.md) come from.
 
     python bench.py                                  # all seven, ~8 min on a 2-core CPU
     python bench.py --only=generation                # one of: train, precision, attention, generation, dpo, ppo, lora

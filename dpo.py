@@ -79,7 +79,7 @@ class DPOConfig:
     #                                                           summed over the reply, as in Azar et al. (TRL
     #                                                           averages them per token, so its beta differs)
     beta: PositiveFloat = 0.3  # strength of the pull towards the reference (higher: stay closer); the paper's
-    #                            0.1 lets the world's small model drift (README: DPO)
+    #                            0.1 let the world's small model drift before the NLL term's settings (docs/04-dpo.md)
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = 0.0  # conservative DPO: the share of
     #                                                                        preference labels assumed flipped
     nll_coef: NonNegativeFloat = 8.0  # weight of the chosen replies' per-token NLL added to the loss (RPO;

@@ -314,7 +314,7 @@ def main():
     runs = stage_runs(cfg.run)
     policies = [s for s in POLICY_STAGES if s in runs]
     if not policies:
-        raise UserError(f"--run={cfg.run} holds no stage checkpoint ({'/, '.join(POLICY_STAGES)}/ckpt.pt): run "
+        raise UserError(f"--run={cfg.run} holds no <stage>/ckpt.pt for any of {', '.join(POLICY_STAGES)}: run "
                         f"python pipeline.py, or point --run at a pipeline's output folder")
     sample_from = cfg.sample_from or policies[-1]
     if sample_from not in runs:

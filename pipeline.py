@@ -68,7 +68,7 @@ FEW_STEPS = ["--max_steps=4", "--batch_size=4", "--micro_batch_size=2", "--eval_
 # KL and scorecard sample at 0, 160 and 320 of 320, PPO's scorecard at 0, 25 and 50 of 50
 PIPELINE_ARGS = {
     "alignment": {"reward": ["--eval_interval=550"], "dpo": ["--eval_interval=160"], "ppo": ["--eval_interval=25"]},
-    # the skills track's budget (about 20 min on 2 CPU cores, README): 1600 pretraining steps (the
+    # the skills track's budget (about 20 min on 2 CPU cores, docs/07-skills-track.md): 1600 pretraining steps (the
     # column facts, 4 min), 1200 SFT steps (3 min), 50 GRPO iterations of 32 prompts x 8 replies
     # (7-11 min): rollouts at temperature 0.7, so that their errors are the model's real doubts
     # rather than tail tokens, with the SFT demos' NLL mixed in (PPO-ptx) to hold the column facts

@@ -172,4 +172,4 @@ def test_inspect_tokens_on_a_given_reply_and_its_clean_errors(smoke_pipeline, tm
                        "no view attention")
     assert_clean_error(inspect_tokens, [f"--run={out}", f"--data_dir={data}", "--suite=poetry"], tmp_path / "b",
                        capsys, "--suite=poetry: no such held-out suite")
-    assert_clean_error(inspect_tokens, [f"--run={tmp_path}"], tmp_path / "c", capsys, "holds no stage checkpoint")
+    assert_clean_error(inspect_tokens, [f"--run={tmp_path}"], tmp_path / "c", capsys, "holds no <stage>/ckpt.pt")
