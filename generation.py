@@ -88,8 +88,13 @@ def respond(model, tokenizer, conversations, max_new_tokens=128, temperature=0.0
 
 def describe(reply):
     """A reply as a person reads it: tool calls and results shown inline."""
+    return describe_messages(reply.messages, reply.ended)
+
+
+def describe_messages(messages, ended=True):
+    """describe() of a reply kept as its messages (a scorecard's samples in scorecard.json)."""
     parts = []
-    for m in reply.messages:
+    for m in messages:
         if m["role"] == "tool":
             parts.append(f"[tool: {m['content']}]")
         else:
@@ -97,4 +102,4 @@ def describe(reply):
                 parts.append(m["content"])
             for call in m.get("tool_calls") or []:
                 parts.append(f"[{call['function']['name']}({tool_argument(call)})]")
-    return " ".join(parts) + ("" if reply.ended else " [cut off]")
+    return " ".join(parts) + ("" if ended else " [cut off]")

@@ -14,6 +14,8 @@ import html
 import math
 import os
 
+from generation import describe_messages
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; } .muted { color: #666; }
@@ -180,21 +182,6 @@ def scorecard_html(results, rows, parents, lower_is_better):
     return table(["behaviour", *stages], body)
 
 
-def message_html(messages):
-    """A reply's messages as a reader sees them: text, tool calls, tool results."""
-    parts = []
-    for m in messages:
-        if m.get("role") == "tool":
-            parts.append(f"[tool: {m.get('content', '')}]")
-            continue
-        if m.get("content"):
-            parts.append(m["content"])
-        for call in m.get("tool_calls") or []:
-            arguments = call.get("function", {}).get("arguments", "")
-            parts.append(f"[{call.get('function', {}).get('name', '?')}({arguments})]")
-    return "<pre>" + esc(" ".join(parts)) + "</pre>"
-
-
 def replies_html(examples, suites):
     """For each behaviour, its first held-out prompt and every stage's reply side by side.
     examples: {stage: {suite: [{"prompt", "reply": messages or text, "ended"}]}}."""
@@ -212,6 +199,6 @@ def replies_html(examples, suites):
             elif isinstance(sample["reply"], str):  # a base model's completion of its probe
                 cells.append(f"<pre>{esc(sample['prompt'])} {esc(sample['reply'])}</pre>")
             else:
-                cells.append(message_html(sample["reply"]) + ("" if sample.get("ended", True) else " [cut off]"))
+                cells.append(f"<pre>{esc(describe_messages(sample['reply'], sample.get('ended', True)))}</pre>")
         body.append(cells)
     return table(["behaviour, prompt", *stages], body)
