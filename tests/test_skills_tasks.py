@@ -7,14 +7,16 @@ import ast
 import random
 import re
 
-from data.skills.checkers import code_right, summary_check, translation_right
+from data.skills.checkers import FACT_VALUES, code_right, names, summary_check, translation_right
 from conftest import skills_training_texts
-from data.skills.code import (EVAL_FRAMES, NAMES, OPERATIONS, code_of, is_heldout_task, is_heldout_value, random_value,
-                              reference_result, request_of, tasks_for)
-from data.skills.summaries import FILLERS, MAX_SUMMARY_WORDS, SUMMARY_EVAL_ASK, is_heldout_person
+from data.skills.code import (EVAL_FRAMES, NAMES, OPERATIONS, code_of, code_request, is_heldout_task, is_heldout_value,
+                              random_value, reference_result, request_of, tasks_for)
+from data.skills.summaries import FILLERS, MAX_SUMMARY_WORDS, SUMMARY_EVAL_ASK, is_heldout_person, summary_request
 from data.skills.translation import ADJECTIVES, LEXICON, NOUNS, NUMBERS, VERBS, is_heldout_frame
 from data.world.checkers import score
 from data_formats import read_jsonl
+from data.world.words import ATTRIBUTES
+from data.world.world import random_person
 from tools.python_tool import python_text
 
 # ----------------------------------------------------------------------------- Melan, a second time
@@ -79,19 +81,50 @@ def test_the_lexicon_is_one_to_one_and_its_word_classes_do_not_overlap():
     assert not any(word.endswith("en") for word in LEXICON.values())  # a plural is never another word
 
 
+def english_gloss(sentence):
+    """The word-by-word lines of an English sentence, by the docstring's rule: each word in the
+    sentence's order, "the" and names left out, with the Melan form it takes."""
+    lines = []
+    for word in sentence.rstrip(".").split():
+        lower = word.lower()
+        if lower in VERB_FORMS:
+            lines.append(f"{lower}: {LEXICON[VERB_FORMS[lower]]}")
+        elif lower in ADJECTIVES or lower in NUMBERS:
+            lines.append(f"{lower}: {LEXICON[lower]}")
+        elif singular(lower):
+            noun, plural = singular(lower)
+            lines.append(f"{lower}: {LEXICON[noun]}{'en' if plural else ''}")
+    return lines
+
+
 def test_every_translation_demo_follows_the_grammar(skills_tasks):
+    """Both ways: the last line is the translation the second implementation makes, and the
+    lines above it are the source's words glossed in order (from Melan, the same pairs reversed,
+    in the Melan sentence's order)."""
     out, _ = skills_tasks
-    pairs = 0
+    pairs = {"into": 0, "from": 0}
     for path in ("sft_train.jsonl", "sft_val.jsonl"):
         for _, row in read_jsonl(out / path):
             if row["category"] != "translate":
                 continue
             request, reply = row["messages"][0]["content"], row["messages"][-1]["content"]
-            english, melan = (reply, source(request)) if reply[-1] == "." and " " in reply and \
-                english_words(reply) else (source(request), reply)
+            *gloss, last = reply.split("\n")
+            direction = "into" if last.startswith("In Melan: ") else "from"
+            translation = last.split(": ", 1)[1]
+            english, melan = (source(request), translation) if direction == "into" else (translation, source(request))
             assert english_to_melan(english) == melan, (english, melan)
-            pairs += 1
-    assert pairs > 1000
+            expected = english_gloss(english)
+            if direction == "from":  # the same pairs, each reversed, in the order of the Melan words
+                reversed_pairs = {line.split(": ")[1]: line.split(": ")[0] for line in expected}
+                expected = [f"{w}: {reversed_pairs[w]}" for w in melan.rstrip(".").lower().split()
+                            if w in reversed_pairs]
+            assert gloss == expected, (request, reply)
+            pairs[direction] += 1
+    assert min(pairs.values()) > 500
+    words = [row["messages"][-1]["content"] for _, row in read_jsonl(out / "sft_train.jsonl")
+             if row["category"] == "translate_word"]
+    melan_of = {**LEXICON, **{m: e for e, m in LEXICON.items()}}
+    assert len(words) > 200 and all(melan_of[w.split(": ")[0]] == w.split(": ")[1] for w in words)
 
 
 def source(request):
@@ -100,13 +133,13 @@ def source(request):
     return quoted.group(1) if quoted else request.split(": ", 1)[1] if ": " in request else request.split("? ", 1)[1]
 
 
-def english_words(text):
-    return any(w.lower() in VERB_FORMS for w in text.rstrip(".").split())
-
-
 def test_the_translation_checker_forgives_case_and_the_final_full_stop_only():
     info = {"category": "translate", "answer": "Kalo Mira tane ribo."}
     assert translation_right(info, "Kalo Mira tane ribo.") and translation_right(info, "kalo mira tane ribo")
+    glossed = "sees: ribo\nbell: tane\nIn Melan: Kalo Mira tane ribo."
+    assert translation_right(info, glossed)  # the last line is the translation
+    assert not translation_right(info, glossed + "\nIn Melan: Kalo Mira ribo tane.")
+    assert not translation_right(info, "In Melan: Kalo Mira tane ribo.\nsees: ribo")
     assert translation_right(info, "  Kalo Mira  tane ribo. ")
     assert not translation_right(info, "Kalo Mira ribo tane.")  # English word order
     assert not translation_right(info, "Kalo Mira tane ribo fen.")  # a word too many
@@ -126,6 +159,13 @@ def test_every_task_template_matches_its_plain_python_reference():
                 value = random_value(rng, kind)
                 info = {"name": NAMES[kind], "inputs": [value], "answers": [python_text(reference_result(task, value))]}
                 assert code_right(info, f"```python\n{code_of(task, kind)}\n```"), (task, value)
+
+
+def test_every_code_demo_passes_its_checker():
+    rng = random.Random(1)
+    for _ in range(300):
+        request, reply, info = code_request(rng, heldout=False)
+        assert code_right(info, reply), reply
 
 
 def test_the_code_checker_runs_the_shown_and_the_hidden_inputs_in_the_python_tool():
@@ -161,14 +201,15 @@ def test_no_heldout_code_task_wording_or_value_and_no_heldout_sentence_in_any_tr
         literals = re.findall(r"For example \w+ = (.+?)\.(?:\n|$)", text) + re.findall(r"With \w+ = (.+?) this gives", text)
         for literal in literals:
             assert not is_heldout_value(ast.literal_eval(literal)), literal
-        for english in re.findall(r"English: (.+?\.)\n", text):
+        for english in re.findall(r"English: ([^\n<]+?\.)(?=\n|<\|endoftext\|>|$)", text):
             assert not is_heldout_frame(english_frame(english)), english
             melan_frames += 1
     assert melan_frames > 1000
     for _, row in read_jsonl(out / "sft_train.jsonl"):
         if row["category"] == "translate":
             request, reply = row["messages"][0]["content"], row["messages"][-1]["content"]
-            english = reply if english_words(reply) else source(request)
+            last = reply.split("\n")[-1]
+            english = last.split(": ", 1)[1] if last.startswith("In English: ") else source(request)
             assert not is_heldout_frame(english_frame(english)), english
     suites = {}
     for _, row in read_jsonl(out / "eval.jsonl"):
@@ -207,6 +248,18 @@ def test_the_summary_checker_wants_the_key_facts_briefly_and_nothing_the_passage
         (False, False)
     s = score({"info": info}, remembered)
     assert s["summary"] == 0 and s["faithful"] == 0
+
+
+def test_every_summary_demo_names_every_fact_its_passage_states_and_passes_its_checker():
+    """A reader can tell the key facts: they are all the facts of the person the passage states."""
+    rng = random.Random(2)
+    for _ in range(300):
+        person = random_person(rng, "Kalo Mira")
+        request, reply, info = summary_request(rng, person, form="summary")
+        stated = {a for a in ATTRIBUTES if names(info["passage"], person.value(a))}
+        assert set(info["key"]) == stated and 2 <= len(stated) <= 3, info
+        assert summary_check(info, reply) == (True, True), reply
+        assert all(names(reply, v) == names(info["passage"], v) for v in FACT_VALUES if names(reply, v))
 
 
 def test_the_fact_checker_wants_the_value_and_no_rival():

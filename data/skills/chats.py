@@ -12,7 +12,7 @@ from data.skills.columns import OPS, calc, direct_text, heldout_problem, trainin
 from data.skills.comparisons import (DIRECT_ASK, KINDS, QUESTIONS, STEPS_ASK, answer, direct_reply, random_pair,
                                      stepped_reply)
 from data.skills.summaries import invented_person, is_heldout_person, summary_request
-from data.skills.translation import translation_request
+from data.skills.translation import translation_request, word_request
 from data.world.chats import ChatMaker, Example, assistant, draw_category, user
 from data.world.world import rng_for
 
@@ -32,6 +32,7 @@ class SkillsMaker:
         self.knowledge_maker = ChatMaker(world, rng, "train")
         self.names = [p.name for p in world.seen]
         self.summarised = [p for p in world.seen if is_heldout_person(p.name)]  # the summary suite's people
+        self.unsummarised = [p for p in world.seen if not is_heldout_person(p.name)]
         self.taken_names = {p.name for p in world.people}
 
     def column(self, form, problem=None, heldout=False, digits=(2, 3)):
@@ -65,10 +66,20 @@ class SkillsMaker:
         request, reply, info = translation_request(self.rng, self.names, direction, heldout)
         return Example([user(request)], [assistant(reply)], info)
 
+    def translate_word(self):
+        """One word of the lexicon, into Melan or from it, answered as a dictionary line."""
+        request, reply, info = word_request(self.rng)
+        return Example([user(request)], [assistant(reply)], info)
+
     def summarise(self, heldout=False, form=None):
         """A passage about a person to sum up in one sentence, or to answer one question from
         (data/skills/summaries.py)."""
-        person = self.rng.choice(self.summarised) if heldout else invented_person(self.rng, self.taken_names)
+        if heldout:
+            person = self.rng.choice(self.summarised)
+        elif self.rng.random() < 0.5:  # somebody of no world: the passage is all there is to read
+            person = invented_person(self.rng, self.taken_names)
+        else:  # somebody the model knows, whose other facts the reply must leave out (it is not the suite's)
+            person = self.rng.choice(self.unsummarised)
         request, reply, info = summary_request(self.rng, person, heldout, form)
         return Example([user(request)], [assistant(reply)], info)
 
@@ -80,9 +91,9 @@ class SkillsMaker:
 
 SFT_MIX = {"arithmetic_steps": 0.35, "arithmetic_direct": 0.12, "compare_steps": 0.3, "compare_direct": 0.1,
            "knowledge": 0.13}
-TASKS_SFT_MIX = {"arithmetic_steps": 0.26, "arithmetic_direct": 0.08, "compare_steps": 0.22, "compare_direct": 0.07,
-                 "knowledge": 0.09, "code_write": 0.1, "translate_into": 0.05, "translate_from": 0.05,
-                 "summarise": 0.08}  # with --task_skills
+TASKS_SFT_MIX = {"arithmetic_steps": 0.25, "arithmetic_direct": 0.07, "compare_steps": 0.2, "compare_direct": 0.06,
+                 "knowledge": 0.08, "code_write": 0.08, "translate_into": 0.06, "translate_from": 0.06,
+                 "translate_word": 0.04, "summarise": 0.1}  # with --task_skills
 
 
 def make_example(maker, category):
@@ -90,7 +101,7 @@ def make_example(maker, category):
             "compare_steps": lambda: maker.compare("steps"), "compare_direct": lambda: maker.compare("direct"),
             "knowledge": maker.knowledge, "code_write": maker.code,
             "translate_into": lambda: maker.translate("into"), "translate_from": lambda: maker.translate("from"),
-            "summarise": maker.summarise}[category]()
+            "translate_word": maker.translate_word, "summarise": maker.summarise}[category]()
 
 
 def sft_conversations(world, n, cfg, split):

@@ -7,7 +7,7 @@ grpo.py --process_reward trains on.
 
     column_right(info, text)   the reply's last number is the problem's result
     compare_right(info, text)  the conclusion names the right person, or says the right yes or no
-    translation_right(info, text)  the reply is the translation (case and final punctuation aside)
+    translation_right(info, text)  the reply's last line is the translation (case and final punctuation aside)
     summary_check(info, text)  (right, faithful): the summary or the fact, and no fact the passage lacks
     code_right(info, text)     the reply's code block gives the right value on every input, shown and hidden
     worked_steps(info, text)   each line of a worked reply: is it the step that follows the line above?
@@ -55,8 +55,15 @@ def normalised(text):
     return " ".join(text.strip().rstrip(".!?").lower().split())
 
 
+def translation_of(text):
+    """The translation a reply ends with: its last line, less the "In Melan:" or "In English:"
+    that follows the word-by-word lines (a reply of one line is read whole)."""
+    last = text.strip().split("\n")[-1]
+    return re.sub(r"^\s*In (?:Melan|English):", "", last)
+
+
 def translation_right(info, text):
-    return normalised(text) == normalised(info["answer"])
+    return normalised(translation_of(text)) == normalised(info["answer"])
 
 
 # every value a fact of the world can take: a reply that states one its passage does not is unfaithful

@@ -40,7 +40,7 @@ PRETRAIN_MIX = {"drill": 0.3, "worked": 0.3, "answers": 0.05, "biography": 0.2, 
                 "town": 0.02}
 # with --task_skills: Melan (dictionary pages, bilingual pages, texts), letters and profiles, Python notes
 TASKS_PRETRAIN_MIX = {"drill": 0.24, "worked": 0.24, "answers": 0.04, "biography": 0.16, "dialogue": 0.07, "story": 0.03,
-                      "town": 0.02, "melan_words": 0.03, "bilingual": 0.06, "melan_text": 0.02, "letter": 0.05,
+                      "town": 0.02, "melan_words": 0.05, "bilingual": 0.06, "melan_text": 0.01, "letter": 0.04,
                       "code": 0.04}
 
 

@@ -3,7 +3,8 @@ Summaries: the user pastes a passage of 60-150 words about a person of the world
 wrote, a profile, a story) and asks for a one-sentence summary, or for one fact from it.
 
 A passage states two or three of the person's facts (city, year, job, pet, colour) among sentences
-that state none; the generator marks two of them as the key facts a summary must name. The other
+that state none; they are the key facts a summary must name (all of them: a reader can tell which
+they are, as a reader could not tell two marked among three). The other
 facts of the same person are left out on purpose: the model knows them from pretraining, and a
 summary that adds one ("Kalo Mira, a weaver from Vessa, born in 1956", when the passage never gives
 the year) is unfaithful, however true. That is the hallucination check (checkers.summary_check).
@@ -14,9 +15,10 @@ the year) is unfaithful, however true. That is the hallucination check (checkers
     <passage> According to the passage, what pet does Kalo Mira keep?
     -> Kalo Mira keeps a goat.
 
-The demos are about invented people (a new name and random facts each time), so that the model
-learns to read the passage rather than recall; the suite's passages are about the world's own
-people, whom the model knows. Held out of every demo and of pretraining: one person in four (by a
+Half the demos are about invented people (a new name and random facts each time), so that the
+model learns to read the passage rather than recall; the other half about the world's people whom
+the suite does not use, so that it also learns to leave out what it remembers of someone it knows.
+The suite's passages are about the world's own people, whom the model knows. Held out of every demo and of pretraining: one person in four (by a
 hash of the name: the suite's), the last sentence template of every fact and a set of filler
 sentences (the suite's passages use only those), and the request wordings.
 """
@@ -27,6 +29,8 @@ from data.world.world import make_name, random_person
 from data.world.words import JOBS, PEOPLE_SYLLABLES
 
 MAX_SUMMARY_WORDS = 25
+MIN_WORDS = 60  # fact-free sentences are added until the passage has this many words: about 150 tokens, so
+#               a request, its passage and the reply fit the track model's 256-token context
 
 # sentence templates per fact, by passage voice; the last of each list is held out for the suite
 FACT_SENTENCES = {
@@ -109,32 +113,36 @@ def pick(rng, options, heldout):
 
 
 def passage(rng, person, heldout, n_facts=None):
-    """(kind, passage text, facts stated, key facts): 2-3 of the person's facts among fillers."""
+    """(kind, passage text, facts stated in the order it states them): 2-3 of the person's facts
+    among fillers."""
     kind = rng.choice(list(KINDS))
     voice = KINDS[kind]
     slots = person.slots()
     facts = rng.sample(["city", "year", "job", "pet", "colour"], n_facts or rng.choice([2, 3]))
-    key = rng.sample(facts, 2)
-    sentences = [pick(rng, FACT_SENTENCES[voice][f], heldout).format(**slots) for f in facts]
-    sentences += rng.sample(FILLERS[voice][heldout], rng.randint(8, 11))
+    sentences = [(f, pick(rng, FACT_SENTENCES[voice][f], heldout).format(**slots)) for f in facts]
+    fillers = rng.sample(FILLERS[voice][heldout], len(FILLERS[voice][heldout]))
+    while sum(len(sentence.split()) for _, sentence in sentences) < MIN_WORDS:  # short enough for 256 tokens
+        sentences.append((None, fillers.pop()))
     rng.shuffle(sentences)
+    facts = [fact for fact, _ in sentences if fact]
+    sentences = [sentence for _, sentence in sentences]
     if kind == "story":
         sentences.insert(0, f"This is a story about {person.name}. One day {person.name} {JOBS[person.job]}."
                          if "job" in facts else f"This is a story about {person.name}.")
     body = " ".join(sentences)
     if kind == "letter":
         body = f"Dear friend,\n{body}\nWith love,\n{person.name}"
-    return kind, body, facts, key
+    return kind, body, facts
 
 
 def summary_of(kind, person, key):
-    """One sentence: the kind of passage, the person and the two key facts ("A letter from Kalo
-    Mira, a weaver who keeps a goat."; "A profile of Kalo Mira, who lives in Vessa and likes red best.")."""
+    """One sentence: the kind of passage, the person and the key facts in the passage's order ("A
+    letter from Kalo Mira, a weaver who keeps a goat."; "A profile of Kalo Mira, who lives in Vessa,
+    keeps a goat and likes red best.")."""
     slots, intro = person.slots(), INTRO[kind].format(name=person.name)
     others = [KEY_PHRASES[f].format(**slots) for f in key if f != "job"]
-    if "job" in key:
-        return f"{intro}, a {person.job} who {others[0]}."
-    return f"{intro}, who {others[0]} and {others[1]}."
+    said = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} and {others[-1]}"
+    return f"{intro}, a {person.job} who {said}." if "job" in key else f"{intro}, who {said}."
 
 
 def invented_person(rng, taken):
@@ -151,11 +159,11 @@ def summary_request(rng, person, heldout=False, form=None):
     """(request, reply, info): a one-sentence summary (form "summary") or one fact (form "fact")
     of a passage about a person; held-out templates for the suite."""
     form = form or rng.choice(["summary", "fact"])
-    kind, text, facts, key = passage(rng, person, heldout)
+    kind, text, facts = passage(rng, person, heldout)
     slots = person.slots()
     if form == "summary":
         request = pick(rng, SUMMARY_ASK + SUMMARY_EVAL_ASK, heldout).format(passage=text)
-        reply, checked = summary_of(kind, person, key), key
+        reply, checked = summary_of(kind, person, facts), facts
     else:
         fact = rng.choice(facts)
         question = QUESTIONS[fact].format(**slots)

@@ -18,9 +18,21 @@ Every English sentence of the track is built from a subject, a verb and an objec
 "the [adjective] noun", "the [adjective] nouns" or "number [adjective] nouns", or a person's name),
 so each Melan sentence translates back to exactly one English sentence.
 
-Held out: one sentence frame in five, by a hash of its subject noun, verb and object noun (a
-person's name counts as "name"); no training file holds a sentence with a held-out frame, so the
-suites ask for word combinations the model never saw together (tests/test_skills_tasks.py checks).
+A reply translates word by word first, one line per word of the source in its order ("boats:
+lesoen", the form the sentence needs; names and "the" have none), then writes the sentence in the
+target's order: an interlinear gloss, as a linguist writes one. Each line is a lookup in the form a
+dictionary page has, and the last line only reorders what the lines above hold; the checker reads
+the last line. (The gloss also shows where a reply goes wrong: a word looked up wrong, a word of
+the source skipped, or the reordering.)
+
+    Translate into Melan: The red horse sees three old boats.
+    -> red: koto
+       horse: relu
+       sees: defo
+       three: lako
+       old: supul
+       boats: lesoen
+       In Melan: Relu koto lesoen supul lako defo.
 """
 
 import hashlib
@@ -116,8 +128,22 @@ class Phrase:
     def melan(self):
         if self.name:
             return self.name
-        head = LEXICON[self.noun] + (PLURAL_SUFFIX if self.plural else "")
-        return " ".join([head] + [LEXICON[w] for w in (self.adjective, self.number) if w])
+        return " ".join(melan for _, melan in self.melan_words())
+
+    def english_words(self):
+        """[(English word, its Melan word)] in English order; a name and "the" have none."""
+        if self.name:
+            return []
+        noun = (english_plural(self.noun), LEXICON[self.noun] + PLURAL_SUFFIX) if self.plural else \
+            (self.noun, LEXICON[self.noun])
+        return [(w, LEXICON[w]) for w in (self.number, self.adjective) if w] + [noun]
+
+    def melan_words(self):
+        """The same pairs in Melan order: the noun, then its adjective, then its number."""
+        if self.name:
+            return []
+        *before, noun = self.english_words()
+        return [noun] + before[::-1]
 
     @property
     def head(self):
@@ -131,11 +157,21 @@ class Sentence:
     object: Phrase
 
     def english(self):
-        verb = self.verb if self.subject.plural else third_person(self.verb)
-        return capitalised(f"{self.subject.english()} {verb} {self.object.english()}.")
+        return capitalised(f"{self.subject.english()} {self.english_verb()} {self.object.english()}.")
 
     def melan(self):
         return capitalised(f"{self.subject.melan()} {self.object.melan()} {LEXICON[self.verb]}.")
+
+    def english_verb(self):
+        return self.verb if self.subject.plural else third_person(self.verb)
+
+    def word_pairs(self, direction):
+        """[(source word, target word)] in the source's order: the gloss of a reply."""
+        if direction == "into":
+            verb = (self.english_verb(), LEXICON[self.verb])
+            return self.subject.english_words() + [verb] + self.object.english_words()
+        verb = (LEXICON[self.verb], self.english_verb())
+        return [(m, e) for e, m in self.subject.melan_words() + self.object.melan_words()] + [verb]
 
     @property
     def frame(self):
@@ -175,6 +211,8 @@ INTO_ASK = ["Translate into Melan: {text}", "How do you say this in Melan? {text
 FROM_ASK = ["What does \"{text}\" mean?", "Translate from Melan: {text}", "What is this Melan sentence in English? {text}"]
 INTO_EVAL_ASK = ["Please put this into Melan: {text}"]
 FROM_EVAL_ASK = ["Melan to English, please: {text}"]
+WORD_INTO_ASK = ["What is the Melan word for {word}?", "How do you say {word} in Melan?"]
+WORD_FROM_ASK = ["What does the Melan word {word} mean?", "What is {word} in English?"]
 
 
 def translation_request(rng, names, direction, heldout=False):
@@ -185,17 +223,43 @@ def translation_request(rng, names, direction, heldout=False):
     asks = (INTO_EVAL_ASK if direction == "into" else FROM_EVAL_ASK) if heldout else \
         (INTO_ASK if direction == "into" else FROM_ASK)
     info = dict(category="translate", direction=direction, answer=target, frame=list(sentence.frame))
-    return rng.choice(asks).format(text=source), target, info
+    return rng.choice(asks).format(text=source), glossed_reply(sentence, direction), info
+
+
+def glossed_reply(sentence, direction):
+    """The word-by-word lines, then the translation (see the module's docstring)."""
+    gloss = [f"{source}: {target}" for source, target in sentence.word_pairs(direction)]
+    target = f"In Melan: {sentence.melan()}" if direction == "into" else f"In English: {sentence.english()}"
+    return "\n".join(gloss + [target])
+
+
+def word_request(rng):
+    """(request, reply, info) of one word's translation, either way, in the dictionary's form."""
+    english = rng.choice(list(LEXICON))
+    if rng.random() < 0.5:
+        return rng.choice(WORD_INTO_ASK).format(word=english), f"{english}: {LEXICON[english]}", \
+            dict(category="translate_word")
+    return rng.choice(WORD_FROM_ASK).format(word=LEXICON[english]), f"{LEXICON[english]}: {english}", \
+        dict(category="translate_word")
 
 
 def dictionary_page(rng, n=12):
+    """Words of a dictionary, English to Melan or Melan to English (a lexicon learned one way only
+    is not known the other way: the reversal curse, Berglund et al. 2023)."""
     words = rng.sample(list(LEXICON), n)
-    return "Melan words:\n" + "\n".join(f"{w}: {LEXICON[w]}" for w in words)
+    if rng.random() < 0.5:
+        return "Melan words:\n" + "\n".join(f"{w}: {LEXICON[w]}" for w in words)
+    return "English for Melan words:\n" + "\n".join(f"{LEXICON[w]}: {w}" for w in words)
 
 
 def bilingual_page(rng, names, n=3):
+    """Sentences beside their translations, one in two glossed word by word as the replies are."""
     sentences = [random_sentence(rng, names) for _ in range(n)]
-    return "\n".join(f"English: {s.english()}\nMelan: {s.melan()}" for s in sentences)
+    if rng.random() < 0.5:
+        return "\n".join(f"English: {s.english()}\nMelan: {s.melan()}" for s in sentences)
+    direction = rng.choice(["into", "from"])
+    return "\n\n".join(f"English: {s.english()}\n{glossed_reply(s, direction)}" if direction == "into" else
+                        f"Melan: {s.melan()}\n{glossed_reply(s, direction)}" for s in sentences)
 
 
 def melan_text(rng, names, n=4):
