@@ -1,13 +1,13 @@
 """
-Summaries: the user pastes a passage of 60-150 words about a person of the world (a letter they
+Summaries: the user pastes a passage of 60-82 words about a person of the world (a letter they
 wrote, a profile, a story) and asks for a one-sentence summary, or for one fact from it.
 
 A passage states two or three of the person's facts (city, year, job, pet, colour) among sentences
 that state none; they are the key facts a summary must name (all of them: a reader can tell which
-they are, as a reader could not tell two marked among three). The other
-facts of the same person are left out on purpose: the model knows them from pretraining, and a
-summary that adds one ("Kalo Mira, a weaver from Vessa, born in 1956", when the passage never gives
-the year) is unfaithful, however true. That is the hallucination check (checkers.summary_check).
+they are, as a reader could not tell two marked among three). The other facts of the same person
+are left out on purpose: the model knows them from pretraining, and a summary that adds one ("Kalo
+Mira, a weaver from Vessa, born in 1956", when the passage never gives the year) is unfaithful,
+however true. That is the hallucination check (checkers.summary_check).
 
     Summarise this in one sentence: <passage>
     -> A letter from Kalo Mira, a weaver who keeps a goat.
@@ -18,9 +18,10 @@ the year) is unfaithful, however true. That is the hallucination check (checkers
 Half the demos are about invented people (a new name and random facts each time), so that the
 model learns to read the passage rather than recall; the other half about the world's people whom
 the suite does not use, so that it also learns to leave out what it remembers of someone it knows.
-The suite's passages are about the world's own people, whom the model knows. Held out of every demo and of pretraining: one person in four (by a
-hash of the name: the suite's), the last sentence template of every fact and a set of filler
-sentences (the suite's passages use only those), and the request wordings.
+The suite's passages are about the world's own people, whom the model knows. Held out of every
+demo and of pretraining: one person in four (by a hash of the name: the suite's), the last
+sentence template of every fact and a set of filler sentences (the suite's passages use only
+those), and the request wordings.
 """
 
 import hashlib
@@ -29,8 +30,8 @@ from data.world.world import make_name, random_person
 from data.world.words import JOBS, PEOPLE_SYLLABLES
 
 MAX_SUMMARY_WORDS = 25
-MIN_WORDS = 60  # fact-free sentences are added until the passage has this many words: about 150 tokens, so
-#               a request, its passage and the reply fit the track model's 256-token context
+MIN_WORDS = 60  # fact-free sentences are added until the passage has this many words: short passages (60-82
+#               words, about 320 tokens with the request and reply) leave less to search for the facts
 
 # sentence templates per fact, by passage voice; the last of each list is held out for the suite
 FACT_SENTENCES = {
@@ -121,7 +122,7 @@ def passage(rng, person, heldout, n_facts=None):
     facts = rng.sample(["city", "year", "job", "pet", "colour"], n_facts or rng.choice([2, 3]))
     sentences = [(f, pick(rng, FACT_SENTENCES[voice][f], heldout).format(**slots)) for f in facts]
     fillers = rng.sample(FILLERS[voice][heldout], len(FILLERS[voice][heldout]))
-    while sum(len(sentence.split()) for _, sentence in sentences) < MIN_WORDS:  # short enough for 256 tokens
+    while sum(len(sentence.split()) for _, sentence in sentences) < MIN_WORDS:
         sentences.append((None, fillers.pop()))
     rng.shuffle(sentences)
     facts = [fact for fact, _ in sentences if fact]
