@@ -240,11 +240,9 @@ def glossed_reply(sentence, direction):
 def word_request(rng):
     """(request, reply, info) of one word's translation, either way, in the dictionary's form."""
     english = rng.choice(list(LEXICON))
-    if rng.random() < 0.5:
-        return rng.choice(WORD_INTO_ASK).format(word=english), f"{english}: {LEXICON[english]}", \
-            dict(category="translate_word")
-    return rng.choice(WORD_FROM_ASK).format(word=LEXICON[english]), f"{LEXICON[english]}: {english}", \
-        dict(category="translate_word")
+    word, meaning = (english, LEXICON[english]) if rng.random() < 0.5 else (LEXICON[english], english)
+    asks = WORD_INTO_ASK if word == english else WORD_FROM_ASK
+    return rng.choice(asks).format(word=word), f"{word}: {meaning}", dict(category="translate_word")
 
 
 def dictionary_page(rng, n=12):
@@ -262,8 +260,8 @@ def bilingual_page(rng, names, n=3):
     if rng.random() < 0.5:
         return "\n".join(f"English: {s.english()}\nMelan: {s.melan()}" for s in sentences)
     direction = rng.choice(["into", "from"])
-    return "\n\n".join(f"English: {s.english()}\n{glossed_reply(s, direction)}" if direction == "into" else
-                        f"Melan: {s.melan()}\n{glossed_reply(s, direction)}" for s in sentences)
+    label, source = ("English", Sentence.english) if direction == "into" else ("Melan", Sentence.melan)
+    return "\n\n".join(f"{label}: {source(s)}\n{glossed_reply(s, direction)}" for s in sentences)
 
 
 def melan_text(rng, names, n=4):
